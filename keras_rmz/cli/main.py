@@ -1,0 +1,59 @@
+"""Entry point of the ``keras-rmz`` console script.
+
+Each subcommand is a module of this package that defines
+``add_parser(subparsers)`` (registers its arguments and sets ``func``) and is
+listed in ``SUBCOMMANDS``. Errors a user can cause (bad arguments, missing
+files, unknown presets) end in one line on stderr and a non-zero exit code,
+never a traceback; ``--debug`` shows the traceback.
+"""
+
+import argparse
+import importlib
+import sys
+
+from keras_rmz.version import __version__
+
+# Subcommand name -> module in keras_rmz.cli.
+SUBCOMMANDS = {
+    "simulate": "keras_rmz.cli.simulate",
+}
+
+# Exceptions that mean "the user asked for something that cannot be done".
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError, TypeError)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-rmz",
+        description="Recurrent-MZ: volumetric fluorescence microscopy from a few 2D scans.",
+    )
+    parser.add_argument("--version", action="version", version=f"keras-rmz {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        importlib.import_module(module).add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("keras-rmz: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"keras-rmz {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0 if result is None else int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
