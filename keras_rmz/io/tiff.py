@@ -1,0 +1,474 @@
+"""Read and write z-stacks as TIFF: OME-TIFF, ImageJ hyperstacks, plain TIFF.
+
+All TIFF encoding and decoding is done by ``tifffile``; this module only
+decides which axis is z, which metadata gives the physical sizes, and how a
+file is replaced safely.
+"""
+
+import json
+import math
+import os
+import pathlib
+import re
+import uuid
+import warnings
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import tifffile
+
+from keras_rmz.io.stack import Stack
+
+# OME CommentAnnotation namespace under which ``Stack.metadata`` is stored as JSON.
+METADATA_NAMESPACE = "keras_rmz/stack-metadata/json/v1"
+
+# Length units → µm. Keys are matched exactly first (OME is case-sensitive:
+# "Mm" is a megametre), then lower-cased against the lower-case keys.
+_UM_PER_UNIT = {
+    "Ym": 1e30, "Zm": 1e27, "Em": 1e24, "Pm": 1e21, "Tm": 1e18, "Gm": 1e15, "Mm": 1e12,
+    "km": 1e9, "hm": 1e8, "dam": 1e7, "m": 1e6, "dm": 1e5, "cm": 1e4, "mm": 1e3,
+    "µm": 1.0, "μm": 1.0, "um": 1.0, "nm": 1e-3, "pm": 1e-6, "fm": 1e-9,
+    "Å": 1e-4, "å": 1e-4,
+}
+_UM_PER_UNIT_LOWER = {
+    "meter": 1e6, "metre": 1e6, "meters": 1e6, "metres": 1e6,
+    "centimeter": 1e4, "centimetre": 1e4, "millimeter": 1e3, "millimetre": 1e3,
+    "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
+    "micrometers": 1.0, "micrometres": 1.0,
+    "nanometer": 1e-3, "nanometre": 1e-3, "nanometers": 1e-3, "nanometres": 1e-3,
+    "angstrom": 1e-4, "in": 25400.0, "inch": 25400.0, "inches": 25400.0,
+    "um": 1.0, "µm": 1.0, "μm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6,
+}
+# TIFF ResolutionUnit (tifffile.RESUNIT values) → µm per unit.
+_UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+# Plain TIFF resolution tags are trusted only up to this pixel size: coarser
+# values are almost always a 72–1200 dpi default written by non-microscopy
+# software (tifffile itself writes 1 pixel/inch), not a calibration.
+_PLAIN_TIFF_MAX_PIXEL_UM = 20.0
+# Axes tifffile uses for a plain sequence of planes: Z (depth), Q (unknown,
+# e.g. tifffile's "shaped" files), I (a bare sequence of pages).
+_PLANE_AXES = "ZQI"
+_CHANNEL_AXES = "CS"
+# dtypes OME-TIFF can hold (tifffile's OmeXml); others must be cast by the caller.
+_OME_DTYPES = ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64")
+
+
+def _unit_to_um(unit):
+    """µm per ``unit`` (a length unit spelled as OME, ImageJ or a person
+    would), or ``None`` when the unit is not a length (e.g. ImageJ's "pixel")."""
+    if unit is None:
+        return None
+    unit = str(unit).strip()
+    # ImageJ writes µ as the literal escape "\u00B5" in its ASCII description.
+    unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
+    # A UTF-8 "µ" decoded as cp1252 becomes "Âµ".
+    unit = unit.replace("Âµ", "µ")
+    if unit in _UM_PER_UNIT:
+        return _UM_PER_UNIT[unit]
+    return _UM_PER_UNIT_LOWER.get(unit.lower())
+
+
+def _positive(value):
+    """``float(value)`` if it is a finite positive number, else ``None``."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _ome_length_um(element, name, default_unit="µm"):
+    """A length attribute of an OME element in µm, or ``None``."""
+    value = element.get(name)
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except ValueError:
+        return None
+    unit = element.get(name + "Unit", default_unit)
+    # PositionZ defaults to the "reference frame" (stage coordinates); stage
+    # z readouts are in µm in every writer we know, so read them as µm.
+    factor = 1.0 if unit == "reference frame" else _unit_to_um(unit)
+    if factor is None or not math.isfinite(value):
+        return None
+    return value * factor
+
+
+def _local(tag):
+    return tag.rsplit("}", 1)[-1]
+
+
+def _read_ome(xml, series_index, channel):
+    """Pixel size, z step, per-plane z and stored metadata from OME-XML."""
+    out = {"pixel_um": None, "pixel_y_um": None, "z_step_um": None, "plane_z_um": {}, "metadata": None}
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return out
+    images = [el for el in root if _local(el.tag) == "Image"]
+    if not images:
+        return out
+    image = images[min(series_index, len(images) - 1)]
+    pixels = next((el for el in image if _local(el.tag) == "Pixels"), None)
+    if pixels is not None:
+        out["pixel_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeX"))
+        out["pixel_y_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeY"))
+        out["z_step_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeZ"))
+        try:
+            size_c = max(int(pixels.get("SizeC", 1)), 1)
+            the_c = 0 if channel is None else int(channel) % size_c
+        except (TypeError, ValueError):
+            the_c = 0  # a bad channel= is reported when the data is sliced
+        for plane in pixels:
+            if _local(plane.tag) != "Plane":
+                continue
+            try:
+                c, z, t = (int(plane.get(k, 0)) for k in ("TheC", "TheZ", "TheT"))
+            except ValueError:
+                continue
+            if c != the_c or t != 0:
+                continue
+            position = _ome_length_um(plane, "PositionZ", default_unit="reference frame")
+            if position is not None:
+                out["plane_z_um"].setdefault(z, position)
+    refs = {el.get("ID") for el in image if _local(el.tag) == "AnnotationRef"}
+    for el in root.iter():
+        if (
+            _local(el.tag) == "CommentAnnotation"
+            and el.get("Namespace") == METADATA_NAMESPACE
+            and el.get("ID") in refs
+        ):
+            value = next((v.text for v in el if _local(v.tag) == "Value"), None)
+            try:
+                metadata = json.loads(value or "")
+            except ValueError:
+                warnings.warn("ignoring unreadable keras_rmz metadata in the OME-XML", stacklevel=3)
+                continue
+            if isinstance(metadata, dict):
+                out["metadata"] = metadata
+    return out
+
+
+def _read_imagej(ij, page):
+    """Pixel size and z step of an ImageJ hyperstack (``spacing``, ``unit``,
+    resolution tags)."""
+    out = {"pixel_um": None, "pixel_y_um": None, "z_step_um": None}
+    unit = ij.get("unit")
+    resunit = int(page.resolutionunit)
+    if resunit in _UM_PER_RESUNIT:  # ImageJ writes INCH / CENTIMETER for those units
+        xfactor = yfactor = _UM_PER_RESUNIT[resunit]
+    else:  # ResolutionUnit NONE: pixels per ImageJ `unit` ("pixel" = uncalibrated)
+        xfactor = _unit_to_um(unit)
+        yfactor = _unit_to_um(ij.get("yunit", unit))
+    zfactor = _unit_to_um(ij.get("zunit", unit))
+    xres, yres = page.resolution
+    if xfactor is not None and _positive(xres):
+        out["pixel_um"] = _positive(xfactor / xres)
+    if yfactor is not None and _positive(yres):
+        out["pixel_y_um"] = _positive(yfactor / yres)
+    if zfactor is not None and _positive(ij.get("spacing")):
+        out["z_step_um"] = _positive(float(ij["spacing"]) * zfactor)
+    return out
+
+
+def _read_resolution_tags(page):
+    """Pixel size from a plain TIFF's resolution tags, when they look like a
+    calibration (a length unit and a pixel of at most 20 µm)."""
+    out = {"pixel_um": None, "pixel_y_um": None}
+    factor = _UM_PER_RESUNIT.get(int(page.resolutionunit))
+    xres, yres = page.resolution
+    if factor is None or not _positive(xres) or not _positive(yres):
+        return out
+    pixel_um, pixel_y_um = factor / xres, factor / yres
+    if pixel_um <= _PLAIN_TIFF_MAX_PIXEL_UM:
+        out["pixel_um"], out["pixel_y_um"] = pixel_um, pixel_y_um
+    return out
+
+
+def _to_zyx(data, axes, channel, path):
+    """Reduce tifffile's (unsqueezed) series array to (Z, Y, X) and tell
+    whether the file had a plane axis."""
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"{path}: expected an image with Y and X axes; tifffile reports axes {axes!r}.")
+    # Drop singleton axes (T, C, S, ... of size 1), keep Y and X.
+    keep = [i for i, ax in enumerate(axes) if ax in "YX" or data.shape[i] > 1]
+    data = data.reshape([data.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+
+    channel_axes = [ax for ax in axes if ax in _CHANNEL_AXES]
+    if len(channel_axes) > 1:
+        raise ValueError(
+            f"{path}: the file has both channel and sample axes ({axes!r}); keras_rmz reads one "
+            "channel of a z-stack. Split the channels first."
+        )
+    if channel_axes:
+        ax = axes.index(channel_axes[0])
+        count = data.shape[ax]
+        if channel is None:
+            raise ValueError(
+                f"{path} has {count} channels (axes {axes!r}); pass channel= (an int in "
+                f"0..{count - 1}) to choose the one to read."
+            )
+        if not isinstance(channel, (int, np.integer)) or not -count <= channel < count:
+            raise ValueError(f"{path}: channel must be an int in 0..{count - 1}; got {channel!r}.")
+        data = np.take(data, int(channel), axis=ax)
+        axes = axes[:ax] + axes[ax + 1 :]
+    elif channel not in (None, 0, -1):
+        raise ValueError(f"{path} has one channel; channel must be None or 0, got {channel!r}.")
+
+    others = [ax for ax in axes if ax not in "YX"]
+    if "T" in others:
+        raise ValueError(
+            f"{path} holds a time series ({data.shape[axes.index('T')]} frames, axes {axes!r}); "
+            "keras_rmz reads one z-stack. Save one time point, or, if the frames are really "
+            "z-slices, relabel them (ImageJ: Image > Properties, swap slices and frames)."
+        )
+    unknown = [ax for ax in others if ax not in _PLANE_AXES]
+    if unknown or len(others) > 1:
+        raise ValueError(
+            f"{path} has axes {axes!r} with shape {data.shape}; keras_rmz reads a (Z, Y, X) "
+            "stack (singleton T and C axes are dropped, channels chosen with channel=)."
+        )
+    # (.., Y, X) order: tifffile always puts Y, X last (S is handled above).
+    if axes[-2:] != "YX":
+        raise ValueError(f"{path}: unsupported axis order {axes!r}; expected Y and X last.")
+    if others:
+        return data, True
+    return data[None], False
+
+
+def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
+    """Read a z-stack from an OME-TIFF, an ImageJ hyperstack or a plain TIFF.
+
+    Physical sizes come from the file, and explicit arguments override them:
+
+    - OME-TIFF: ``PhysicalSizeX`` (pixel) and ``PhysicalSizeZ`` (z step), with
+      their units; per-plane ``Plane/@PositionZ`` when every plane has one (so
+      non-uniform z is read exactly); metadata written by ``write_stack``.
+    - ImageJ hyperstack: the resolution tags with ImageJ's ``unit`` (micron,
+      µm, um, ``\\u00B5m``, nm, mm, ... converted to µm) for the pixel size,
+      and ``spacing`` for the z step.
+    - Plain TIFF: the resolution tags, if their unit is a length and they give
+      a pixel of at most 20 µm (coarser values are print/screen dpi defaults).
+
+    Singleton T and C axes are dropped; a multi-channel file needs
+    ``channel=``. z from a z step starts at 0.
+
+    Args:
+        path: the TIFF file.
+        z_um: z position of every plane in µm (overrides the file). Required
+            for a 2D file that does not record its z position.
+        z_step_um: z spacing in µm, > 0; z = arange(Z) · z_step_um (overrides
+            the file). Give at most one of ``z_um`` and ``z_step_um``.
+        pixel_um: lateral pixel size in µm (overrides the file).
+        channel: which channel to read from a multi-channel file.
+
+    Returns:
+        A ``Stack`` with the file's dtype; ``metadata`` is what ``write_stack``
+        stored, or ``{}``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a readable TIFF; more than one channel and no
+            ``channel=``; a time series; z spacing or pixel size neither in
+            the file nor given.
+
+    Example:
+
+    ```python
+    stack = read_stack("beads.tif")                        # sizes from the file
+    stack = read_stack("raw.tif", z_step_um=0.1, pixel_um=0.1)
+    ```
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if z_um is not None and z_step_um is not None:
+        raise ValueError("pass either z_um= (every plane's position) or z_step_um= (even spacing), not both.")
+    if z_step_um is not None and _positive(z_step_um) is None:
+        raise ValueError(f"z_step_um must be a finite number > 0 (µm); got {z_step_um!r}.")
+    if pixel_um is not None and _positive(pixel_um) is None:
+        raise ValueError(f"pixel_um must be a finite number > 0 (µm); got {pixel_um!r}.")
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable TIFF file ({exc}).") from exc
+    with tif:
+        if not tif.series:
+            raise ValueError(f"{path} holds no image.")
+        series = tif.series[0]
+        axes = series.get_axes(False)
+        data = series.asarray().reshape(series.get_shape(False))
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        info = {"pixel_um": None, "pixel_y_um": None, "z_step_um": None, "plane_z_um": {}, "metadata": None}
+        if tif.is_ome and tif.ome_metadata:
+            info.update(_read_ome(tif.ome_metadata, 0, channel))
+        elif tif.is_imagej and tif.imagej_metadata is not None:
+            info.update(_read_imagej(tif.imagej_metadata, page))
+        if info["pixel_um"] is None:
+            info.update(_read_resolution_tags(page))
+
+    data, has_plane_axis = _to_zyx(data, axes, channel, path)
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    num_planes = data.shape[0]
+
+    # z: explicit z_um > explicit z_step_um > per-plane positions > file z step.
+    missing = []
+    if z_um is not None:
+        z = np.atleast_1d(np.asarray(z_um, dtype=np.float64))
+        if z.shape != (num_planes,):
+            raise ValueError(f"z_um must have one position per plane, shape ({num_planes},); got shape {z.shape}.")
+    elif not has_plane_axis:
+        if list(info["plane_z_um"]) != [0]:
+            raise ValueError(
+                f"{path} is a 2D image; a one-plane stack needs its z position: pass z_um=[z] (µm)."
+            )
+        z = np.array([info["plane_z_um"][0]], dtype=np.float64)
+    elif z_step_um is not None:
+        z = np.arange(num_planes, dtype=np.float64) * float(z_step_um)
+    elif sorted(info["plane_z_um"]) == list(range(num_planes)):
+        z = np.array([info["plane_z_um"][i] for i in range(num_planes)], dtype=np.float64)
+    elif info["z_step_um"] is not None:
+        z = np.arange(num_planes, dtype=np.float64) * info["z_step_um"]
+    else:
+        z = None
+        missing.append("the z spacing (pass z_step_um= for evenly spaced planes, or z_um= for every plane's position)")
+
+    if pixel_um is None:
+        pixel_um = info["pixel_um"]
+        if pixel_um is None:
+            missing.append("the pixel size (pass pixel_um=)")
+        elif info["pixel_y_um"] is not None and not math.isclose(pixel_um, info["pixel_y_um"], rel_tol=1e-3):
+            warnings.warn(
+                f"{path} has non-square pixels (x {pixel_um:.6g} µm, y {info['pixel_y_um']:.6g} µm); "
+                "using the x size. Pass pixel_um= to choose.",
+                stacklevel=2,
+            )
+    if missing:
+        raise ValueError(f"{path} does not record " + " or ".join(missing) + ".")
+
+    return Stack(data, z, pixel_um, info["metadata"])
+
+
+def _json_default(value):
+    # numpy scalars and arrays become plain numbers and lists.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None):
+    """Write a z-stack as OME-TIFF, atomically.
+
+    The file holds the planes in their dtype (axes ``ZYX``), ``PhysicalSizeX``
+    / ``Y`` (the pixel size) and ``PhysicalSizeZ`` (the median z spacing) in
+    µm, and ``PositionZ`` (µm) on every ``Plane``, so non-uniform z reads back
+    exactly. ``metadata`` is stored as JSON in an OME ``CommentAnnotation``
+    (namespace ``keras_rmz/stack-metadata/json/v1``) and reads back as the
+    same dict (tuples become lists, numpy scalars/arrays become numbers/lists).
+
+    The data goes to a temporary file in the destination folder, which then
+    replaces ``path`` in one ``os.replace``: readers never see a half-written
+    file, and if writing fails the temporary file is removed and any existing
+    file at ``path`` is untouched. Missing parent folders are created.
+
+    Args:
+        path: destination, conventionally ``*.ome.tif``.
+        stack_or_array: a ``Stack``, or an array ``(Z, Y, X)`` (a 2D array is
+            one plane). dtype bool, (u)int8/16/32, float32 or float64.
+        z_um: z of every plane in µm; required with an array, overrides a
+            Stack's ``z``.
+        pixel_um: pixel size in µm; required with an array, overrides a
+            Stack's ``pixel_um``.
+        metadata: JSON-serialisable dict; with a Stack it updates (shallowly)
+            the Stack's metadata.
+
+    Returns:
+        ``pathlib.Path`` of the written file.
+
+    Example:
+
+    ```python
+    write_stack("recon.ome.tif", volume, z_um=output_z, pixel_um=stack.pixel_um)
+    write_stack("copy.ome.tif", stack)
+    ```
+    """
+    path = pathlib.Path(path)
+    if isinstance(stack_or_array, Stack):
+        stack = Stack(
+            stack_or_array.data,
+            stack_or_array.z if z_um is None else z_um,
+            stack_or_array.pixel_um if pixel_um is None else pixel_um,
+            {**stack_or_array.metadata, **(metadata or {})},
+        )
+    else:
+        data = np.asarray(stack_or_array)
+        if data.ndim == 2:
+            data = data[None]
+        if z_um is None or pixel_um is None:
+            raise ValueError(
+                "write_stack of an array needs z_um= (µm, one per plane) and pixel_um= (µm); "
+                "or pass a Stack, which carries both."
+            )
+        stack = Stack(data, z_um, pixel_um, metadata)
+
+    data = stack.data
+    if data.dtype.name not in _OME_DTYPES:
+        raise ValueError(
+            f"OME-TIFF cannot hold dtype {data.dtype}; accepted: {', '.join(_OME_DTYPES)}. "
+            "Cast first, e.g. data.astype(np.float32)."
+        )
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    try:
+        metadata_json = json.dumps(stack.metadata, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "Stack metadata must be JSON-serialisable (a dict of str keys with str, int, finite "
+            f"float, bool, None, list or dict values; numpy scalars/arrays are converted): {exc}."
+        ) from exc
+
+    ome = {
+        "axes": "ZYX",
+        "PhysicalSizeX": stack.pixel_um,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": stack.pixel_um,
+        "PhysicalSizeYUnit": "µm",
+        # Python floats are written with repr(), which reads back exactly.
+        "Plane": {
+            "PositionZ": [float(z) for z in stack.z],
+            "PositionZUnit": ["µm"] * stack.z.size,
+        },
+        "CommentAnnotation": {"Namespace": METADATA_NAMESPACE, "Value": metadata_json},
+    }
+    if stack.z_step_um is not None:
+        ome["PhysicalSizeZ"] = stack.z_step_um
+        ome["PhysicalSizeZUnit"] = "µm"
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # open(..., "xb") creates the file with the user's umask (unlike mkstemp's 0600).
+    with open(temp, "xb"):
+        pass
+    try:
+        tifffile.imwrite(
+            temp,
+            data,
+            ome=True,
+            photometric="minisblack",  # never guess RGB from a 3- or 4-plane stack
+            metadata=ome,
+            bigtiff=data.nbytes > 2**32 - 2**25,
+        )
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
