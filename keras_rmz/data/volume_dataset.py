@@ -91,6 +91,11 @@ class VolumeDataset(keras.utils.PyDataset):
         steps_per_epoch: items per epoch (``len(dataset)``). `None` gives
             the number of non-overlapping ``P × P`` patches in all stacks
             divided by ``batch_size`` (rounded up), i.e. the paper's crops.
+        target_normalization: "own" (default: each target stack is
+            normalized with its own statistics, as the paper does for
+            confocal targets) or "inputs" (targets are normalized with their
+            input stack's shift and scale, so a clean or differently exposed
+            target of the same modality keeps the input's units).
         resample_each_epoch: if True, `on_epoch_end` advances ``epoch`` so
             the next epoch draws new items (still deterministic from
             ``(seed, epoch)``); use False for a fixed validation set. To
@@ -140,6 +145,7 @@ class VolumeDataset(keras.utils.PyDataset):
         max_signal_retries=20,
         steps_per_epoch=None,
         resample_each_epoch=True,
+        target_normalization="own",
         seed=None,
         **kwargs,
     ):
@@ -150,6 +156,13 @@ class VolumeDataset(keras.utils.PyDataset):
         self.batch_size = _check_int("batch_size", batch_size, minimum=1)
         self.patch_size = _check_patch_size(patch_size)
         self.augment = bool(augment)
+        if target_normalization not in ("own", "inputs"):
+            raise ValueError(
+                "target_normalization must be 'own' (each target stack normalized by its own "
+                "statistics, as the paper does for confocal targets) or 'inputs' (targets in the "
+                f"units of their input stack); got {target_normalization!r}."
+            )
+        self.target_normalization = target_normalization
         self.resample_each_epoch = bool(resample_each_epoch)
 
         if input_spacing_um is not None:
@@ -221,7 +234,7 @@ class VolumeDataset(keras.utils.PyDataset):
         self.steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
 
         self.input_normalizations = [compute_normalization(s) for s in self.stacks]
-        if self.targets is None:
+        if self.targets is None or self.target_normalization == "inputs":
             self.target_normalizations = self.input_normalizations
         else:
             self.target_normalizations = [compute_normalization(s) for s in self.targets]

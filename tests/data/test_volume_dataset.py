@@ -537,3 +537,24 @@ def test_resumed_fit_sees_the_items_of_an_uninterrupted_run():
     # The last two epochs (4 items) of both runs are the same items.
     assert sorted(full.requests[-4:]) == sorted(resumed.requests[-4:])
     assert len({epoch for epoch, _ in full.requests[-4:]}) == 2
+
+
+def test_target_normalization_inputs_uses_the_input_stacks_statistics():
+    from keras_rmz.data.normalization import compute_normalization
+    from keras_rmz.io import Stack
+
+    rng = np.random.default_rng(0)
+    data = (100 + rng.poisson(10, (12, 32, 32))).astype(np.float32)
+    data[:, 8:12, 8:12] += 500
+    stack = Stack(data, np.arange(12) * 0.5, 0.1)
+    target = Stack(data * 3.0, np.arange(12) * 0.5, 0.1)
+    dataset = VolumeDataset(
+        [stack], targets=[target], num_inputs=2, input_spacing_um=2.0, patch_size=32,
+        batch_size=2, augment=False, target_normalization="inputs", seed=0,
+    )
+    (inputs, y) = dataset[0]
+    plan = dataset.describe_item(0)[0]
+    expected = compute_normalization(stack).apply(target.data[plan["output_plane"]].astype(np.float64))
+    np.testing.assert_allclose(y[0, ..., 0], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="target_normalization"):
+        VolumeDataset([stack], num_inputs=2, input_spacing_um=2.0, patch_size=32, target_normalization="x")

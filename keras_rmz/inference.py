@@ -1,0 +1,286 @@
+"""Whole-volume reconstruction: normalization, batching across output planes,
+tiling with smooth blending, out-of-memory fallback, progress; and the
+paper's adaptive acquisition (Discussion).
+
+``model.reconstruct(...)`` on every keras_rmz generator calls
+``reconstruct_volume``; use this module directly for the lower-level knobs.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from keras_rmz.data.normalization import Normalization, compute_normalization
+from keras_rmz.models.reconstruction_model import validate_reconstruct_arguments
+
+# Whole-plane inference up to this many pixels; larger planes are tiled.
+DEFAULT_MAX_TILE_PIXELS = 1024 * 1024
+DEFAULT_TILE_SIZE = 512
+MIN_TILE_SIZE = 32
+
+
+def _is_out_of_memory(error):
+    """True for the out-of-memory errors of numpy and the three backends."""
+    if isinstance(error, MemoryError):
+        return True
+    text = f"{type(error).__name__}: {error}".lower()
+    return any(
+        marker in text
+        for marker in ("resourceexhausted", "resource_exhausted", "out of memory", "outofmemory", "oom when allocating")
+    )
+
+
+def tile_starts(size, tile, overlap):
+    """Start offsets of tiles of length ``tile`` covering ``size`` with at
+    least ``overlap`` pixels shared by neighbours; the last tile ends at
+    ``size``."""
+    if tile >= size:
+        return [0]
+    step = max(tile - overlap, 1)
+    count = math.ceil((size - tile) / step) + 1
+    # Spread the tiles evenly so every overlap is about the same width.
+    return sorted({round(i * (size - tile) / (count - 1)) for i in range(count)})
+
+
+def blend_weights(length, left_overlap, right_overlap):
+    """1D blending weight of a tile of ``length`` pixels that shares
+    ``left_overlap`` / ``right_overlap`` pixels with its neighbours: a
+    raised-cosine ramp across each shared band, 1 elsewhere. Across a shared
+    band the two tiles' ramps sum to exactly 1 (a partition of unity), so
+    blending adds no seam and no intensity change."""
+    weight = np.ones(length, np.float64)
+
+    def taper(width):
+        return 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
+
+    if left_overlap > 0:
+        weight[:left_overlap] = taper(left_overlap)
+    if right_overlap > 0:
+        weight[length - right_overlap :] *= taper(right_overlap)[::-1]
+    return weight
+
+
+def _overlaps(starts, tile):
+    """(left, right) overlap in pixels of each tile with its neighbours."""
+    return [
+        (
+            starts[i - 1] + tile - start if i > 0 else 0,
+            start + tile - starts[i + 1] if i + 1 < len(starts) else 0,
+        )
+        for i, start in enumerate(starts)
+    ]
+
+
+def resolve_normalization(model, images, normalize):
+    """The Normalization to use for ``images`` (M, H, W), or None.
+
+    ``normalize``: "auto" (the model's recorded normalization method, the
+    paper's by default, computed from the input planes), a ``Normalization``,
+    a dict (``Normalization.to_dict()``), or None / False (images are used as
+    given).
+    """
+    if normalize is None or normalize is False:
+        return None
+    if isinstance(normalize, Normalization):
+        return normalize
+    if isinstance(normalize, dict):
+        return Normalization.from_dict(normalize)
+    if normalize == "auto":
+        method = getattr(model, "normalization_method", "paper")
+        if method in (None, "none"):
+            return None
+        if method != "paper":
+            raise ValueError(f"unknown normalization method {method!r} recorded on the model; known: 'paper', 'none'")
+        return compute_normalization(images)
+    raise ValueError(
+        "normalize must be 'auto', a Normalization, a dict with 'shift' and 'scale', or None; " f"got {normalize!r}"
+    )
+
+
+def _predict_planes(model, images, input_z, output_z, batch_size):
+    """(K, h, w) float32 for one tile, batched across output planes."""
+    planes = []
+    for start in range(0, output_z.shape[0], batch_size):
+        chunk = output_z[start : start + batch_size]
+        count = chunk.shape[0]
+        batch = {
+            "images": np.broadcast_to(images[None, ..., None], (count, *images.shape, 1)),
+            "input_z": np.broadcast_to(input_z[None], (count, input_z.shape[0])),
+            "output_z": chunk,
+        }
+        out = model.predict_on_batch(batch)
+        planes.append(np.asarray(out, dtype=np.float32)[..., 0])
+    return np.concatenate(planes, axis=0)
+
+
+def reconstruct_volume(
+    model,
+    images,
+    input_z,
+    output_z,
+    *,
+    batch_size=8,
+    tile_size=None,
+    tile_overlap=48,
+    normalize="auto",
+    verbose="auto",
+):
+    """Infers the planes at ``output_z`` from M input planes.
+
+    Args:
+        model: a keras_rmz generator (``RecurrentMZ``, ``DeepZ``, ...).
+        images: (M, H, W) uint8, uint16 or float: the input planes, in the
+            microscope's units.
+        input_z: (M,) z of each input plane (µm), any order, any spacing.
+        output_z: (K,) or scalar, z of the planes to infer (µm).
+        batch_size: output planes per model call.
+        tile_size: int or None. Planes larger than this are cut into
+            overlapping square tiles of this size, inferred one by one and
+            blended; None picks whole planes up to 1024x1024 pixels and
+            512-pixel tiles beyond. Memory is bounded by
+            ``batch_size * M * tile_size**2``. On an out-of-memory error the
+            tile size is halved and the work retried (down to 32 pixels).
+        tile_overlap: pixels shared by neighbouring tiles, blended with a
+            raised-cosine ramp so no seams show.
+        normalize: "auto" applies the model's recorded normalization (the
+            paper's: background mean as shift, 99th percentile of the
+            foreground as scale, computed from the input planes) and maps the
+            output back to the input's intensity units; a ``Normalization``
+            uses that one; None uses the images as given.
+        verbose: "auto" (a progress bar when the work takes more than one
+            model call), True or False.
+
+    Returns:
+        float32 array (K, H, W) in the input's intensity units.
+    """
+    images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)
+    model.check_num_inputs(images.shape[0])
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
+    if tile_size is not None and int(tile_size) < MIN_TILE_SIZE:
+        raise ValueError(f"tile_size must be None or an integer >= {MIN_TILE_SIZE}; got {tile_size}")
+    if int(tile_overlap) < 0:
+        raise ValueError(f"tile_overlap must be >= 0; got {tile_overlap}")
+    normalization = resolve_normalization(model, images, normalize)
+    if normalization is not None:
+        images = normalization.apply(images).astype(np.float32)
+
+    height, width = images.shape[1:]
+    if tile_size is None:
+        tile_size = max(height, width) if height * width <= DEFAULT_MAX_TILE_PIXELS else DEFAULT_TILE_SIZE
+    tile_size = int(tile_size)
+    while True:
+        try:
+            volume = _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, int(tile_overlap), verbose)
+            break
+        except Exception as error:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not _is_out_of_memory(error) or tile_size // 2 < MIN_TILE_SIZE:
+                raise
+            tile_size //= 2
+            import warnings
+
+            warnings.warn(f"out of memory; retrying with tile_size={tile_size}", RuntimeWarning, stacklevel=2)
+    if normalization is not None:
+        volume = normalization.invert(volume).astype(np.float32)
+    return volume
+
+
+def _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, overlap, verbose):
+    height, width = images.shape[1:]
+    tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+    ys, xs = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
+    weights_y = dict(zip(ys, (blend_weights(tile_h, *o) for o in _overlaps(ys, tile_h))))
+    weights_x = dict(zip(xs, (blend_weights(tile_w, *o) for o in _overlaps(xs, tile_w))))
+    tiles = [(y, x) for y in ys for x in xs]
+    calls = len(tiles) * math.ceil(output_z.shape[0] / batch_size)
+    show = calls > 1 if verbose == "auto" else bool(verbose)
+    progress = None
+    if show:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(tiles), desc="reconstruct", unit="tile" if len(tiles) > 1 else "plane set")
+    try:
+        if len(tiles) == 1:
+            volume = _predict_planes(model, images, input_z, output_z, batch_size)
+            if progress is not None:
+                progress.update(1)
+            return volume
+        accumulated = np.zeros((output_z.shape[0], height, width), np.float64)
+        total_weight = np.zeros((height, width), np.float64)
+        for y, x in tiles:
+            tile = images[:, y : y + tile_h, x : x + tile_w]
+            planes = _predict_planes(model, tile, input_z, output_z, batch_size)
+            weight = np.outer(weights_y[y], weights_x[x])
+            accumulated[:, y : y + tile_h, x : x + tile_w] += planes * weight
+            total_weight[y : y + tile_h, x : x + tile_w] += weight
+            if progress is not None:
+                progress.update(1)
+        return (accumulated / total_weight).astype(np.float32)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class AcquisitionStep:
+    """One step of ``adaptive_acquisition``: the volume from the first
+    ``num_inputs`` planes and its change from the previous step."""
+
+    num_inputs: int
+    input_z: tuple
+    relative_change: float  # ||V_M - V_{M-1}||_F / ||V_M||_F (nan for M = 1)
+    volume: np.ndarray
+
+
+def adaptive_acquisition(model, images, input_z, output_z, *, epsilon=None, keep_volumes=True, **kwargs):
+    """Reconstructs the volume as planes are added one at a time (paper,
+    Discussion): after each new plane M it reports
+    ``||V_M - V_{M-1}||_F / ||V_M||_F``, so scanning can stop once the
+    change falls below a threshold ``epsilon``.
+
+    Args:
+        model: a generator that accepts any M (``RecurrentMZ``).
+        images: (N, H, W) planes in acquisition order.
+        input_z: (N,) their z (µm).
+        output_z: (K,) planes of the volume to reconstruct.
+        epsilon: optional threshold: stop at the first M >= 2 whose relative
+            change is below it.
+        keep_volumes: keep each step's volume (else only the last one).
+        **kwargs: passed to ``reconstruct_volume`` (``batch_size``,
+            ``tile_size``, ``normalize``, ...). With normalize="auto" the
+            normalization is computed once, from all N planes, so that
+            volumes of different M are in the same units.
+
+    Returns:
+        list of ``AcquisitionStep``; the last one is where scanning stopped.
+
+    Example:
+
+    ```python
+    steps = adaptive_acquisition(model, planes, z, np.arange(0, 10, 0.1), epsilon=0.05)
+    print([round(s.relative_change, 3) for s in steps])
+    ```
+    """
+    images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)
+    normalize = kwargs.pop("normalize", "auto")
+    if normalize == "auto":
+        normalize = resolve_normalization(model, images, "auto")
+    kwargs.setdefault("verbose", False)
+    steps = []
+    previous = None
+    for m in range(1, images.shape[0] + 1):
+        volume = reconstruct_volume(model, images[:m], input_z[:m], output_z, normalize=normalize, **kwargs)
+        if previous is None:
+            change = float("nan")
+        else:
+            norm = float(np.linalg.norm(volume))
+            change = float(np.linalg.norm(volume - previous) / norm) if norm > 0 else float("inf")
+        if steps and not keep_volumes:
+            steps[-1] = dataclasses.replace(steps[-1], volume=None)
+        steps.append(AcquisitionStep(m, tuple(float(z) for z in input_z[:m]), change, volume))
+        previous = volume
+        if epsilon is not None and m >= 2 and change < epsilon:
+            break
+    return steps

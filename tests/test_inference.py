@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+
+from keras_rmz.data.normalization import compute_normalization
+from keras_rmz.inference import adaptive_acquisition, blend_weights, reconstruct_volume, tile_starts
+from keras_rmz.models import RecurrentMZ
+
+
+class FirstInputModel:
+    """A stand-in generator whose output is its first input image (a known
+    answer for tiling and normalization), optionally failing like an
+    out-of-memory accelerator when a tile is too large."""
+
+    normalization_method = "paper"
+
+    def __init__(self, max_pixels=None):
+        self.max_pixels = max_pixels
+        self.calls = []
+
+    def check_num_inputs(self, num_inputs):
+        pass
+
+    def predict_on_batch(self, batch):
+        images = np.asarray(batch["images"])
+        self.calls.append(images.shape)
+        if self.max_pixels is not None and images.shape[2] * images.shape[3] > self.max_pixels:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
+        return images[:, 0] + 0.0 * np.asarray(batch["output_z"])[:, None, None, None]
+
+
+class MeanInputModel(FirstInputModel):
+    def predict_on_batch(self, batch):
+        return np.asarray(batch["images"]).mean(axis=1)
+
+
+def test_tile_starts_cover_with_overlap():
+    for size, tile, overlap in [(100, 32, 8), (64, 64, 8), (65, 32, 16), (1000, 256, 48)]:
+        starts = tile_starts(size, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + min(tile, size) == size
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s : s + tile] = True
+        assert covered.all()
+        for a, b in zip(starts, starts[1:]):
+            assert a + tile - b >= overlap
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(100, 40, 12), (1000, 256, 48), (70, 32, 8)])
+def test_blend_weights_form_a_partition_of_unity(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    total = np.zeros(size)
+    for i, s in enumerate(starts):
+        left = starts[i - 1] + tile - s if i > 0 else 0
+        right = s + tile - starts[i + 1] if i + 1 < len(starts) else 0
+        weight = blend_weights(tile, left, right)
+        assert weight.min() > 0
+        total[s : s + tile] += weight
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("tile_size", [None, 32, 48])
+def test_tiling_reproduces_a_pointwise_model_exactly(tile_size):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 4096, (2, 70, 90)).astype(np.uint16)
+    model = FirstInputModel()
+    out = reconstruct_volume(
+        model, images, [0.0, 2.0], [0.5, 1.0, 1.5], tile_size=tile_size, tile_overlap=8, verbose=False
+    )
+    assert out.dtype == np.float32 and out.shape == (3, 70, 90)
+    # Normalized, inferred tile by tile, blended, and mapped back to counts.
+    np.testing.assert_allclose(out, np.broadcast_to(images[0], out.shape), rtol=1e-5, atol=1e-2)
+
+
+def test_normalization_is_applied_and_inverted():
+    rng = np.random.default_rng(1)
+    images = (100 + rng.poisson(20, (3, 40, 40))).astype(np.uint16)
+    images[:, 10:14, 10:14] += 2000
+    norm = compute_normalization(images)
+    model = MeanInputModel()
+    seen = []
+    original = model.predict_on_batch
+
+    def spy(batch):
+        seen.append(np.asarray(batch["images"]))
+        return original(batch)
+
+    model.predict_on_batch = spy
+    out = reconstruct_volume(model, images, [0, 1, 2], [1.0], verbose=False)
+    np.testing.assert_allclose(seen[0][0, ..., 0], norm.apply(images.astype(np.float64)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0], images.astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-2)
+    raw = reconstruct_volume(model, images, [0, 1, 2], [1.0], normalize=None, verbose=False)
+    np.testing.assert_allclose(raw[0], images.mean(axis=0), rtol=1e-6)
+
+
+def test_out_of_memory_retries_with_smaller_tiles():
+    images = np.random.default_rng(2).random((2, 128, 128)).astype(np.float32)
+    model = FirstInputModel(max_pixels=64 * 64)
+    with pytest.warns(RuntimeWarning, match="tile_size=64"):
+        out = reconstruct_volume(model, images, [0, 1], [0.5], tile_size=128, normalize=None, verbose=False)
+    np.testing.assert_allclose(out[0], images[0], atol=1e-6)
+    assert max(shape[2] for shape in model.calls[1:]) <= 64
+
+
+def test_non_memory_errors_are_not_swallowed():
+    class Broken(FirstInputModel):
+        def predict_on_batch(self, batch):
+            raise RuntimeError("something else")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        reconstruct_volume(Broken(), np.zeros((1, 64, 64)), [0], [0], normalize=None, verbose=False)
+
+
+def test_tiled_real_model_matches_untiled_within_a_few_percent():
+    model = RecurrentMZ(base_filters=4, depth=2)
+    rng = np.random.default_rng(3)
+    images = rng.random((2, 96, 80)).astype(np.float32)
+    whole = reconstruct_volume(model, images, [0.0, 3.0], [1.0, 2.0], normalize=None, verbose=False)
+    tiled = reconstruct_volume(
+        model, images, [0.0, 3.0], [1.0, 2.0], tile_size=48, tile_overlap=24, normalize=None, verbose=False
+    )
+    relative = np.linalg.norm(tiled - whole) / np.linalg.norm(whole)
+    assert relative < 0.03, relative
+
+
+def test_adaptive_acquisition_reports_relative_change():
+    rng = np.random.default_rng(4)
+    images = rng.random((4, 16, 16)).astype(np.float32)
+    z = np.array([0.0, 3.0, 6.0, 9.0])
+    steps = adaptive_acquisition(MeanInputModel(), images, z, [1.0, 2.0], normalize=None)
+    assert [s.num_inputs for s in steps] == [1, 2, 3, 4]
+    assert np.isnan(steps[0].relative_change)
+    for m in range(2, 5):
+        v_m = np.broadcast_to(images[:m].mean(axis=0), (2, 16, 16))
+        v_prev = np.broadcast_to(images[: m - 1].mean(axis=0), (2, 16, 16))
+        expected = np.linalg.norm(v_m - v_prev) / np.linalg.norm(v_m)
+        assert steps[m - 1].relative_change == pytest.approx(expected, rel=1e-5)
+    stopped = adaptive_acquisition(MeanInputModel(), images, z, [1.0], normalize=None, epsilon=1.0)
+    assert len(stopped) == 2
+
+
+def test_bad_tile_arguments_are_refused():
+    with pytest.raises(ValueError, match="tile_size"):
+        reconstruct_volume(FirstInputModel(), np.zeros((1, 8, 8)), [0], [0], tile_size=4)
+    with pytest.raises(ValueError, match="normalize"):
+        reconstruct_volume(FirstInputModel(), np.ones((1, 8, 8)), [0], [0], normalize="zscore")
