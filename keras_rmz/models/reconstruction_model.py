@@ -1,0 +1,133 @@
+"""The base class every keras_rmz generator shares: the dict call convention,
+argument checking, and ``reconstruct``, the user-level call."""
+
+import keras
+import numpy as np
+
+INPUT_KEYS = ("images", "input_z", "output_z")
+
+
+def _as_float_array(name, value, ndim_options, shape_hint):
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and other non-arrays
+        raise ValueError(f"{name} must be an array of shape {shape_hint}; got {type(value).__name__}") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{name} must be numeric (uint8, uint16, float, ...) with shape {shape_hint}; got dtype {array.dtype}")
+    if array.dtype == bool or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be real-valued intensities or positions; got dtype {array.dtype}")
+    if array.ndim not in ndim_options:
+        raise ValueError(f"{name} must have shape {shape_hint}; got shape {array.shape}")
+    return array
+
+
+def validate_reconstruct_arguments(images, input_z, output_z):
+    """Checks ``reconstruct``'s arguments and returns them as numpy arrays:
+    images (M, H, W) float32, input_z (M,) float32, output_z (K,) float32.
+
+    Raises:
+        ValueError: saying what was wrong and what is accepted.
+    """
+    images = _as_float_array("images", images, (3, 4), "(M, H, W)")
+    if images.ndim == 4:
+        if images.shape[-1] != 1:
+            raise ValueError(
+                f"images must have shape (M, H, W) (or (M, H, W, 1)); got shape {images.shape}"
+            )
+        images = images[..., 0]
+    num_inputs, height, width = images.shape
+    if num_inputs == 0:
+        raise ValueError("images must hold at least one input plane (M >= 1); got M = 0")
+    if height == 0 or width == 0:
+        raise ValueError(f"images must have non-empty planes; got shape {images.shape}")
+    input_z = _as_float_array("input_z", input_z, (0, 1), "(M,)").reshape(-1)
+    if input_z.shape[0] != num_inputs:
+        raise ValueError(
+            f"input_z must give one z (µm) per input image: expected {num_inputs} values "
+            f"for images of shape {images.shape}; got {input_z.shape[0]}"
+        )
+    output_z = _as_float_array("output_z", output_z, (0, 1), "(K,) or a scalar").reshape(-1)
+    if output_z.shape[0] == 0:
+        raise ValueError("output_z must hold at least one output plane position (µm); got none")
+    images = images.astype(np.float32, copy=False)
+    for name, array in (("images", images), ("input_z", input_z), ("output_z", output_z)):
+        if not np.all(np.isfinite(array)):
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s)")
+    return images, input_z.astype(np.float32), output_z.astype(np.float32)
+
+
+class ReconstructionModel(keras.Model):
+    """Base of the keras_rmz generators (``RecurrentMZ``, ``DeepZ``, ``UNet3D``).
+
+    Subclasses are functional models whose input is the dict
+    ``{"images": (B, M, H, W, 1), "input_z": (B, M), "output_z": (B,)}``
+    (µm) and whose output is ``(B, H, W, 1)``. They override
+    ``check_num_inputs`` when they accept only some M.
+    """
+
+    def check_num_inputs(self, num_inputs):
+        """Raises ValueError when this model cannot take ``num_inputs`` images."""
+        if num_inputs < 1:
+            raise ValueError(f"{type(self).__name__} needs at least one input image (M >= 1); got M = {num_inputs}")
+
+    def reconstruct(
+        self,
+        images,
+        input_z,
+        output_z,
+        batch_size=8,
+        tile_size=None,
+        tile_overlap=48,
+        normalize="auto",
+        verbose="auto",
+    ):
+        """Infers the image at each output plane from M input planes.
+
+        Args:
+            images: array (M, H, W), uint8, uint16 or float: the input
+                planes in the microscope's units.
+            input_z: array (M,): the z position (µm) of each input plane, in
+                any order and at any spacing.
+            output_z: array (K,) or a scalar: the z positions (µm) to infer.
+            batch_size: int, output planes inferred per model call.
+            tile_size: None (whole planes up to 1024x1024, 512-pixel tiles
+                beyond) or an int: planes are cut into overlapping tiles of
+                this size and blended; on out-of-memory the tile size is
+                halved and the work retried.
+            tile_overlap: int, pixels shared by neighbouring tiles.
+            normalize: "auto" (the model's recorded normalization, the
+                paper's by default, computed from the input planes and
+                inverted on the output, so the volume comes back in the
+                input's units), a ``keras_rmz.data.Normalization``, or None
+                to feed the images as given.
+            verbose: "auto" (a progress bar when there is more than one
+                model call), True, or False.
+
+        Returns:
+            numpy float32 array (K, H, W).
+
+        Example:
+
+        ```python
+        model = keras_rmz.RecurrentMZ(base_filters=4, depth=2)
+        volume = model.reconstruct(
+            np.random.rand(3, 64, 64), input_z=[0.0, 3.0, 6.0],
+            output_z=np.arange(0.0, 6.01, 0.5))
+        volume.shape  # (13, 64, 64)
+        ```
+        """
+        # Imported here: keras_rmz.inference builds on this module.
+        from keras_rmz.inference import reconstruct_volume
+
+        return reconstruct_volume(
+            self,
+            images,
+            input_z,
+            output_z,
+            batch_size=batch_size,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            normalize=normalize,
+            verbose=verbose,
+        )
