@@ -98,7 +98,7 @@ def resolve_normalization(model, images, normalize):
     )
 
 
-def _predict_planes(model, images, input_z, output_z, batch_size):
+def _predict_planes(model, images, input_z, output_z, batch_size, progress=None):
     """(K, h, w) float32 for one tile, batched across output planes."""
     planes = []
     for start in range(0, output_z.shape[0], batch_size):
@@ -111,6 +111,8 @@ def _predict_planes(model, images, input_z, output_z, batch_size):
         }
         out = model.predict_on_batch(batch)
         planes.append(np.asarray(out, dtype=np.float32)[..., 0])
+        if progress is not None:
+            progress.update(count)
     return np.concatenate(planes, axis=0)
 
 
@@ -200,23 +202,19 @@ def _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, over
     if show:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=len(tiles), desc="reconstruct", unit="tile" if len(tiles) > 1 else "plane set")
+        # Counts output planes (of every tile), so the bar moves with each model call.
+        progress = tqdm(total=len(tiles) * output_z.shape[0], desc="reconstruct", unit="plane")
     try:
         if len(tiles) == 1:
-            volume = _predict_planes(model, images, input_z, output_z, batch_size)
-            if progress is not None:
-                progress.update(1)
-            return volume
+            return _predict_planes(model, images, input_z, output_z, batch_size, progress)
         accumulated = np.zeros((output_z.shape[0], height, width), np.float64)
         total_weight = np.zeros((height, width), np.float64)
         for y, x in tiles:
             tile = images[:, y : y + tile_h, x : x + tile_w]
-            planes = _predict_planes(model, tile, input_z, output_z, batch_size)
+            planes = _predict_planes(model, tile, input_z, output_z, batch_size, progress)
             weight = np.outer(weights_y[y], weights_x[x])
             accumulated[:, y : y + tile_h, x : x + tile_w] += planes * weight
             total_weight[y : y + tile_h, x : x + tile_w] += weight
-            if progress is not None:
-                progress.update(1)
         return (accumulated / total_weight).astype(np.float32)
     finally:
         if progress is not None:

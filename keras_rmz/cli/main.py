@@ -15,11 +15,28 @@ from keras_rmz.version import __version__
 
 # Subcommand name -> module in keras_rmz.cli.
 SUBCOMMANDS = {
+    "demo": "keras_rmz.cli.demo",
     "simulate": "keras_rmz.cli.simulate",
+    "train": "keras_rmz.cli.train",
+    "reconstruct": "keras_rmz.cli.reconstruct",
+    "evaluate": "keras_rmz.cli.evaluate",
+    "presets": "keras_rmz.cli.presets",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done".
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError, TypeError)
+
+
+def one_line_errors(parser):
+    """Makes ``parser`` report bad arguments in one line on stderr (exit
+    code 2) instead of argparse's usage block, so every error of the
+    command line looks the same: ``keras-rmz COMMAND: error: ...``."""
+
+    def error(message):
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    parser.error = error
+    return parser
 
 
 def build_parser():
@@ -32,7 +49,9 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
         importlib.import_module(module).add_parser(subparsers)
-    return parser
+    for subparser in subparsers.choices.values():
+        one_line_errors(subparser)
+    return one_line_errors(parser)
 
 
 def main(argv=None):

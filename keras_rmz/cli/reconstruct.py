@@ -1,0 +1,455 @@
+"""``keras-rmz reconstruct``: infer a volume from a few planes of a stack.
+
+Example:
+
+```
+keras-rmz reconstruct beads.ome.tif --input-z 3 6 9 --output-z 0:10:0.1 \\
+    --preset recurrent_mz_beads_m3 -o recon.ome.tif --figure recon.png
+```
+
+The helpers here (``parse_output_z``, ``select_input_planes``,
+``read_input_stack``, ``load_model``, ``one_line_errors``) are shared with
+``keras-rmz evaluate``.
+"""
+
+import argparse
+import math
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+from keras_rmz.cli.main import one_line_errors  # noqa: F401 - shared by the subcommands
+
+HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
+
+DESCRIPTION = """\
+Reads STACK (OME-TIFF, ImageJ or plain TIFF), takes the input planes chosen by
+--input-z or --input-planes, runs the model of --preset at every --output-z
+and writes the volume as OME-TIFF (z = the output positions, the stack's pixel
+size, metadata recording the inputs, the preset and the keras_rmz version).
+Intensities are normalized as the paper does and mapped back to the stack's
+units (--no-normalize to skip)."""
+
+EPILOG = """\
+--output-z takes START:STOP:STEP ranges and single values, in µm, e.g.
+"0:10:0.1" (101 planes: STOP is included when it lies on the grid) or
+"1.5 2 2.5". A range's last plane is the grid point START + k*STEP nearest
+to STOP, so it may end up to half a step before or after STOP. Write a range
+that starts below zero with "=", e.g. --output-z=-2:2:0.1 (argparse would
+take "-2:2:0.1" for an option).
+
+examples:
+  keras-rmz reconstruct beads.ome.tif --input-z 3 6 9 --output-z 0:10:0.1 \\
+      --preset recurrent_mz_beads_m3 -o recon.ome.tif
+  keras-rmz reconstruct raw.tif --z-step 0.2 --pixel-size 0.1 \\
+      --input-planes 10 45 80 --output-z 0:18:0.2 --preset ./my_preset \\
+      -o recon.ome.tif --figure recon.png"""
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+# --------------------------------------------------------------------------
+# Shared helpers (also used by ``keras-rmz evaluate``).
+# --------------------------------------------------------------------------
+
+
+def _number(text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number (µm); got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite; got {text!r}")
+    return value
+
+
+def parse_output_z(tokens):
+    """Output plane positions (µm) from command-line tokens.
+
+    Each token is a number (``"2.5"``) or an inclusive range
+    ``"START:STOP:STEP"``: ``START + k*STEP`` for ``k = 0 .. n`` where
+    ``START + n*STEP`` is the grid point nearest STOP (of two equally near,
+    the one before STOP), within half a step of it. STOP is therefore included
+    whenever the range is a whole number of steps, whatever the floating-point
+    rounding (``0:10:0.1`` gives 101 planes). A negative STEP counts down.
+    Values are rounded to 1e-9 µm so that 0.1 * 3 prints as 0.3. Tokens may
+    also be separated by commas.
+
+    Returns:
+        float64 array (K,), in the order given.
+
+    Raises:
+        ValueError: a token is neither a number nor a range, STEP is 0 or
+            points away from STOP, or a position repeats.
+    """
+    if isinstance(tokens, str):
+        tokens = [tokens]
+    pieces = [piece for token in tokens for piece in re.split(r"[,\s]+", str(token).strip()) if piece]
+    if not pieces:
+        raise ValueError("--output-z needs at least one position (µm) or START:STOP:STEP range")
+    values = []
+    for piece in pieces:
+        if ":" not in piece:
+            values.append(_number(piece, "--output-z value"))
+            continue
+        parts = piece.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"--output-z range must be START:STOP:STEP (µm), e.g. 0:10:0.1; got {piece!r}")
+        start, stop, step = (
+            _number(part, f"--output-z {name} in {piece!r}") for part, name in zip(parts, ("START", "STOP", "STEP"))
+        )
+        if step == 0:
+            raise ValueError(f"--output-z STEP must be non-zero; got {piece!r}")
+        # The grid point nearest STOP; of two equally near, the one before it.
+        count = math.ceil((stop - start) / step - 0.5 - 1e-9)
+        if count < 0:
+            raise ValueError(
+                f"--output-z STEP must go from START towards STOP (use a negative STEP to count down); got {piece!r}"
+            )
+        if count > 100_000:
+            raise ValueError(f"--output-z range {piece!r} gives {count + 1} planes; at most 100001 are accepted")
+        values.extend(start + step * np.arange(count + 1))
+    output_z = np.round(np.asarray(values, dtype=np.float64), 9) + 0.0  # + 0.0 turns -0.0 into 0.0
+    unique, counts = np.unique(output_z, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(
+            "--output-z positions must be distinct (one output plane per z); repeated: "
+            + ", ".join(f"{z:g}" for z in unique[counts > 1][:5])
+        )
+    return output_z
+
+
+def nearest_planes(stack_z, wanted_z, tolerance):
+    """Index of the plane of ``stack_z`` nearest each of ``wanted_z``, and the
+    distances; -1 where the nearest plane is farther than ``tolerance``."""
+    stack_z = np.asarray(stack_z, dtype=np.float64)
+    wanted_z = np.asarray(wanted_z, dtype=np.float64)
+    distance = np.abs(wanted_z[:, None] - stack_z[None, :])
+    index = np.argmin(distance, axis=1)
+    nearest = distance[np.arange(wanted_z.size), index]
+    return np.where(nearest <= tolerance, index, -1), nearest
+
+
+def select_input_planes(stack, input_z=None, input_planes=None):
+    """Indices of the input planes of ``stack``, in the order given.
+
+    Args:
+        stack: the ``Stack`` the planes come from.
+        input_z: z positions (µm); each picks the nearest plane, which must lie
+            within half the stack's z step (its median spacing) of it.
+        input_planes: plane indices (0-based; negative counts from the end).
+
+    Returns:
+        list of int.
+
+    Raises:
+        ValueError: neither or both given, an index out of range, a z with no
+            plane within half a step, or two inputs that pick the same plane.
+    """
+    if (input_z is None) == (input_planes is None):
+        raise ValueError("give the input planes either by z (--input-z) or by index (--input-planes), not both")
+    num_planes = stack.shape[0]
+    if input_planes is not None:
+        indices = []
+        for value in input_planes:
+            if not -num_planes <= value < num_planes:
+                raise ValueError(
+                    f"--input-planes index {value} is out of range: the stack has {num_planes} planes "
+                    f"(indices 0..{num_planes - 1}, or negative from the end)"
+                )
+            indices.append(int(value) % num_planes)
+        labels = [str(value) for value in input_planes]
+    else:
+        step = stack.z_step_um
+        # One plane has no step: accept only its own position (up to rounding).
+        tolerance = 0.5 * step if step is not None else 1e-6
+        indices, distance = nearest_planes(stack.z, input_z, tolerance * (1 + 1e-9))
+        for z, index, gap in zip(input_z, indices, distance):
+            if index < 0:
+                raise ValueError(
+                    f"--input-z {z:g}: no plane of the stack within half a z step ({tolerance:g} µm); the nearest "
+                    f"is {gap:g} µm away. The stack covers z = {stack.z.min():g}..{stack.z.max():g} µm"
+                    + (f" in steps of {step:g} µm" if step is not None else "")
+                )
+        indices = [int(i) for i in indices]
+        labels = [f"{z:g}" for z in input_z]
+    seen = {}
+    for label, index in zip(labels, indices):
+        if index in seen:
+            option = "--input-planes" if input_planes is not None else "--input-z"
+            raise ValueError(
+                f"{option} {seen[index]} and {label} both select plane {index} (z = {stack.z[index]:g} µm); "
+                "give distinct planes"
+            )
+        seen[index] = label
+    return indices
+
+
+def read_input_stack(path, *, z_step_um=None, pixel_um=None, channel=None, channel_option="--channel"):
+    """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
+    the file does not record them: a file that records its physical sizes is
+    read as it is (non-uniform z positions included). Errors name the
+    command-line options that fix them."""
+    from keras_rmz.io import read_stack
+
+    attempts = [{}]
+    if pixel_um is not None:
+        attempts.append({"pixel_um": pixel_um})
+    if z_step_um is not None:
+        attempts.append({"z_step_um": z_step_um})
+    if pixel_um is not None and z_step_um is not None:
+        attempts.append({"z_step_um": z_step_um, "pixel_um": pixel_um})
+    for fills in attempts:
+        try:
+            return read_stack(path, channel=channel, **fills)
+        except ValueError as error:
+            last_error = error
+    message = str(last_error)
+    if "does not record" in message:
+        message += " Pass --z-step and/or --pixel-size (µm)."
+    elif "channel=" in message and channel_option:
+        message += f" Pass {channel_option}."
+    raise ValueError(message) from last_error
+
+
+def load_model(handle):
+    """The model of a preset: a built-in name, a preset folder or
+    ``hf://owner/repo[@revision]`` (``keras_rmz.presets.load_preset``: files
+    checked against their sha256, Hub downloads cached).
+
+    Raises:
+        ValueError: unknown name (listing the built-in presets), sha256
+            mismatch, a config that is not a keras_rmz model.
+        FileNotFoundError: no such folder, or a Hub preset that is not
+            cached while offline.
+    """
+    from keras_rmz.presets import load_preset
+
+    return load_preset(handle)
+
+
+def check_output_path(path, suffixes, what):
+    path = pathlib.Path(path)
+    if not path.name.lower().endswith(suffixes):
+        raise ValueError(f"{what} must end in {' or '.join(suffixes)}; got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name")
+    return path
+
+
+# --------------------------------------------------------------------------
+# The subcommand.
+# --------------------------------------------------------------------------
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (µm); got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (µm); got {text!r}")
+    return value
+
+
+def _float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (µm); got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite; got {text!r}")
+    return value
+
+
+def _index(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a plane index (an integer); got {text!r}") from None
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "reconstruct",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    one_line_errors(parser)
+
+    source = parser.add_argument_group("input")
+    source.add_argument("stack", metavar="STACK", help="TIFF / OME-TIFF z-stack holding the input planes")
+    planes = source.add_mutually_exclusive_group(required=True)
+    planes.add_argument(
+        "--input-z",
+        nargs="+",
+        type=_float,
+        metavar="Z",
+        help="z (µm) of each input plane; the nearest plane within half a z step is used",
+    )
+    planes.add_argument(
+        "--input-planes", nargs="+", type=_index, metavar="I", help="0-based index of each input plane"
+    )
+    source.add_argument(
+        "--z-step", type=_positive_float, metavar="UM", help="z spacing (µm), used if STACK does not record it"
+    )
+    source.add_argument(
+        "--pixel-size", type=_positive_float, metavar="UM", help="pixel size (µm), used if STACK does not record it"
+    )
+    source.add_argument("--channel", type=int, metavar="C", help="channel to read from a multi-channel file")
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--preset",
+        required=True,
+        metavar="NAME|DIR|hf://OWNER/REPO[@REV]",
+        help="model to use: a built-in preset name (keras-rmz presets), a preset folder, or a Hub repository",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--output-z",
+        required=True,
+        nargs="+",
+        metavar="Z",
+        help="z (µm) of the planes to infer: START:STOP:STEP (STOP included) and/or single values",
+    )
+    output.add_argument("-o", "--output", required=True, metavar="OUT.ome.tif", help="reconstructed volume (OME-TIFF)")
+    output.add_argument(
+        "--figure", metavar="OUT.png", help="also write maximum-intensity-projection side views (x-z, y-z) as PNG"
+    )
+
+    inference = parser.add_argument_group("inference")
+    inference.add_argument(
+        "--tile-size",
+        type=_positive_int,
+        metavar="N",
+        help="infer in overlapping N x N tiles, blended (default: whole planes up to 1024x1024, else 512); "
+        "halved automatically on out-of-memory errors",
+    )
+    inference.add_argument(
+        "--batch-size", type=_positive_int, default=8, metavar="N", help="output planes per model call (default: 8)"
+    )
+    normalization = inference.add_mutually_exclusive_group()
+    normalization.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="feed the intensities as they are (default: the paper's normalization, undone on the output)",
+    )
+    normalization.add_argument(
+        "--normalize-from-stack",
+        action="store_true",
+        help="compute the normalization from every plane of STACK, as the paper's training data were, "
+        "instead of from the input planes only",
+    )
+    inference.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    from keras_rmz.io import Stack, write_stack
+    from keras_rmz.version import __version__
+
+    # Everything that can be checked cheaply is checked before the model runs.
+    output_path = check_output_path(args.output, _TIFF_SUFFIXES, "--output")
+    figure_path = check_output_path(args.figure, (".png",), "--figure") if args.figure else None
+    stack_path = pathlib.Path(args.stack)
+    if stack_path.exists() and output_path.exists() and output_path.resolve() == stack_path.resolve():
+        raise ValueError(f"--output {str(output_path)!r} would overwrite the input stack; choose another file")
+    if figure_path is not None and figure_path.resolve() == output_path.resolve():
+        raise ValueError("--figure and --output name the same file")
+    output_z = parse_output_z(args.output_z)
+    stack = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_size, channel=args.channel)
+    indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)
+    images = stack.data[indices]
+    input_z = stack.z[indices]
+    if not np.all(np.isfinite(images)):
+        raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
+
+    # Imported only now: a mistake in the arguments is reported before a
+    # deep-learning backend is started.
+    from keras_rmz import inference
+
+    model = load_model(args.preset)
+    if args.no_normalize:
+        normalization = None
+    else:
+        source = stack.data if args.normalize_from_stack else images
+        if args.normalize_from_stack and not np.all(np.isfinite(source)):
+            raise ValueError("STACK holds NaN or inf values; --normalize-from-stack needs finite intensities")
+        normalization = inference.resolve_normalization(model, source, "auto")
+    volume = inference.reconstruct_volume(
+        model,
+        images,
+        input_z,
+        output_z,
+        batch_size=args.batch_size,
+        tile_size=args.tile_size,
+        normalize=normalization,
+        verbose=not args.quiet,
+    )
+
+    metadata = dict(stack.metadata)
+    metadata.update(
+        {
+            "keras_rmz_version": __version__,
+            "reconstruction": {
+                "source": str(stack_path),
+                "input_planes": [int(i) for i in indices],
+                "input_z_um": [float(z) for z in input_z],
+                "preset": str(args.preset),
+                "model": type(model).__name__,
+                "normalization": None if normalization is None else normalization.to_dict(),
+                "normalization_from": (
+                    None if normalization is None else "stack" if args.normalize_from_stack else "inputs"
+                ),
+                "batch_size": args.batch_size,
+                "tile_size": args.tile_size,
+            },
+        }
+    )
+    result = Stack(volume, output_z, stack.pixel_um, metadata)
+    write_stack(output_path, result)
+    if figure_path is not None:
+        _write_figure(figure_path, stack, result, input_z)
+    if not args.quiet:
+        print(
+            f"wrote {output_path}: {volume.shape[0]} planes of {volume.shape[1]}x{volume.shape[2]} px, "
+            f"z = {output_z.min():g}..{output_z.max():g} µm, from {len(indices)} input planes at z = "
+            + ", ".join(f"{z:g}" for z in input_z)
+            + " µm"
+            + (f"; figure {figure_path}" if figure_path is not None else ""),
+            file=sys.stdout,
+        )
+    return 0
+
+
+def _write_figure(path, stack, result, input_z):
+    """MIP side views of the reconstruction, under those of the measured
+    stack when the stack has a plane at every output z (within half a step);
+    input planes are marked by dashed lines."""
+    from keras_rmz import plot
+
+    volumes = {}
+    step = stack.z_step_um
+    if step is not None:
+        matched, _ = nearest_planes(stack.z, result.z, 0.5 * step * (1 + 1e-9))
+        if np.all(matched >= 0) and len(np.unique(matched)) == matched.size:
+            volumes["measured stack"] = stack.data[matched]
+    volumes["reconstruction"] = result.data
+    plot.mip_side_views(volumes, result.z, result.pixel_um, path, input_z=input_z)

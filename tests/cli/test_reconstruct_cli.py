@@ -1,0 +1,378 @@
+"""``keras-rmz reconstruct``: through ``keras_rmz.cli.main.main``, as a user runs it."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+import keras_rmz
+from keras_rmz.cli import main as cli_main
+from keras_rmz.cli import reconstruct as reconstruct_cli
+from keras_rmz.data.normalization import compute_normalization
+from keras_rmz.io import read_stack, write_stack
+from keras_rmz.models import RecurrentMZ
+from keras_rmz.presets import load_preset, save_preset
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STACK_Z = np.arange(9) * 0.5  # 0 .. 4 µm
+PIXEL_UM = 0.1
+
+
+def register_subcommands(patch):
+    """Lists reconstruct and evaluate in main.SUBCOMMANDS (a no-op once they
+    are registered there) so that main.main's own error handling is what
+    runs, and leaves out subcommand modules not written yet."""
+    patch.setitem(cli_main.SUBCOMMANDS, "reconstruct", "keras_rmz.cli.reconstruct")
+    patch.setitem(cli_main.SUBCOMMANDS, "evaluate", "keras_rmz.cli.evaluate")
+    for name, module in list(cli_main.SUBCOMMANDS.items()):
+        if importlib.util.find_spec(module) is None:
+            patch.delitem(cli_main.SUBCOMMANDS, name)
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    register_subcommands(monkeypatch)
+
+
+def _bead_stack(shape=(9, 32, 40), seed=0):
+    """Camera counts: a background of ~100 with Poisson noise and two bright
+    blobs whose brightness changes with z."""
+    rng = np.random.default_rng(seed)
+    num_z, height, width = shape
+    yy, xx = np.mgrid[:height, :width]
+    data = 100.0 + rng.poisson(10, shape)
+    for (y, x), z0 in (((10, 12), 1.0), ((22, 28), 3.0)):
+        for k, z in enumerate(STACK_Z[:num_z]):
+            sigma = 1.5 + abs(z - z0)
+            data[k] += 3000 / sigma**2 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+    return data.astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def preset_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("preset") / "tiny_rmz"
+    save_preset(RecurrentMZ(base_filters=4, depth=1), folder, metadata={"num_inputs": 3})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stacks") / "beads.ome.tif"
+    write_stack(path, _bead_stack(), z_um=STACK_Z, pixel_um=PIXEL_UM, metadata={"modality": "widefield"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def reconstruction(tmp_path_factory, preset_dir, stack_path):
+    """One real run: unsorted, non-uniformly spaced inputs, a figure."""
+    out_dir = tmp_path_factory.mktemp("out")
+    output, figure = out_dir / "recon.ome.tif", out_dir / "recon.png"
+    argv = [
+        "reconstruct", str(stack_path),
+        "--input-z", "3.0", "0.5", "2.0",
+        "--output-z", "0:4:0.5",
+        "--preset", str(preset_dir),
+        "-o", str(output), "--figure", str(figure),
+        "--batch-size", "16", "--quiet",
+    ]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        register_subcommands(patch)
+        code = cli_main.main(argv)
+    return {"code": code, "output": output, "figure": figure, "dir": out_dir}
+
+
+def _run_error(capsys, argv):
+    """Runs the CLI expecting a user error: exit code 2 and exactly one line
+    on stderr, no traceback. Returns that line."""
+    try:
+        code = cli_main.main(argv)
+    except SystemExit as exit_:  # argparse errors exit from parse_args
+        code = exit_.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------
+# A real reconstruction
+
+
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_writes_the_volume_at_output_z_with_pixel_size_and_metadata(reconstruction, preset_dir, stack_path):
+    assert reconstruction["code"] == 0
+    result = read_stack(reconstruction["output"])
+    np.testing.assert_allclose(result.z, np.arange(9) * 0.5, atol=1e-9)
+    assert result.shape == (9, 32, 40)
+    assert result.data.dtype == np.float32
+    assert result.pixel_um == pytest.approx(PIXEL_UM)
+    record = result.metadata["reconstruction"]
+    assert record["input_planes"] == [6, 1, 4]  # z 3.0, 0.5, 2.0, in the order given
+    assert record["input_z_um"] == [3.0, 0.5, 2.0]
+    assert record["preset"] == str(preset_dir)
+    assert record["source"] == str(stack_path)
+    assert record["model"] == "RecurrentMZ"
+    assert result.metadata["keras_rmz_version"] == keras_rmz.__version__
+    assert result.metadata["modality"] == "widefield"  # the source's metadata carries over
+    # The output folder holds the two files and no leftover temporary file.
+    assert sorted(p.name for p in reconstruction["dir"].iterdir()) == ["recon.ome.tif", "recon.png"]
+
+
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_volume_equals_the_model_on_normalized_inputs_mapped_back(reconstruction, preset_dir):
+    """Independent of reconstruct_volume: the paper's normalization computed
+    from the three input planes, the model's own call, then the inverse."""
+    data = _bead_stack()
+    images = data[[6, 1, 4]].astype(np.float64)
+    norm = compute_normalization(images)
+    model = load_preset(str(preset_dir))
+    batch = {
+        "images": ((images - norm.shift) / norm.scale)[None, ..., None].repeat(9, axis=0).astype(np.float32),
+        "input_z": np.tile(np.float32([3.0, 0.5, 2.0]), (9, 1)),
+        "output_z": (np.arange(9) * 0.5).astype(np.float32),
+    }
+    expected = np.asarray(model.predict_on_batch(batch))[..., 0] * norm.scale + norm.shift
+    result = read_stack(reconstruction["output"])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-4, atol=1e-3 * norm.scale)
+    recorded = result.metadata["reconstruction"]["normalization"]
+    assert recorded["shift"] == pytest.approx(norm.shift)
+    assert recorded["scale"] == pytest.approx(norm.scale)
+
+
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_figure_is_a_png(reconstruction):
+    content = reconstruction["figure"].read_bytes()
+    assert content.startswith(PNG_SIGNATURE)
+    assert len(content) > 1000
+
+
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_evaluate_reads_the_reconstruction(reconstruction, stack_path, capsys):
+    csv_path = reconstruction["dir"] / "scores.csv"
+    assert cli_main.main(["evaluate", str(reconstruction["output"]), str(stack_path), "--csv", str(csv_path)]) == 0
+    rows = csv_path.read_text().strip().splitlines()
+    assert len(rows) == 1 + 9
+    assert "9 of 9 PREDICTION planes" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Options reach reconstruct_volume (a spy instead of the model: no compute)
+
+
+class _FakeModel:
+    normalization_method = "paper"
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    calls = []
+
+    def fake_reconstruct_volume(model, images, input_z, output_z, **kwargs):
+        calls.append({"images": np.asarray(images), "input_z": np.asarray(input_z), "output_z": np.asarray(output_z), **kwargs})
+        return np.zeros((len(output_z), *np.shape(images)[1:]), np.float32)
+
+    monkeypatch.setattr(keras_rmz.inference, "reconstruct_volume", fake_reconstruct_volume)
+    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: _FakeModel())
+    return calls
+
+
+def test_options_are_passed_to_reconstruct_volume(spy, stack_path, tmp_path):
+    output = tmp_path / "out.ome.tif"
+    argv = [
+        "reconstruct", str(stack_path), "--input-planes", "0", "-1", "4",
+        "--output-z", "1.25", "0.75", "3:4:0.5",
+        "--preset", "anything", "-o", str(output),
+        "--tile-size", "64", "--batch-size", "3", "--no-normalize", "-q",
+    ]  # fmt: skip
+    assert cli_main.main(argv) == 0
+    (call,) = spy
+    np.testing.assert_array_equal(call["images"], _bead_stack()[[0, 8, 4]])
+    np.testing.assert_allclose(call["input_z"], [0.0, 4.0, 2.0])
+    np.testing.assert_allclose(call["output_z"], [1.25, 0.75, 3.0, 3.5, 4.0])
+    assert call["tile_size"] == 64 and call["batch_size"] == 3
+    assert call["normalize"] is None and call["verbose"] is False
+    result = read_stack(output)
+    np.testing.assert_allclose(result.z, [1.25, 0.75, 3.0, 3.5, 4.0])
+    assert result.metadata["reconstruction"]["normalization"] is None
+    assert result.metadata["reconstruction"]["tile_size"] == 64
+
+
+def test_input_z_picks_the_nearest_plane_within_half_a_step(spy, stack_path, tmp_path):
+    argv = [
+        "reconstruct", str(stack_path), "--input-z", "1.2", "1.3", "-0.24",
+        "--output-z", "1", "--preset", "anything", "-o", str(tmp_path / "o.ome.tif"), "-q",
+    ]  # fmt: skip
+    assert cli_main.main(argv) == 0
+    # Planes at 1.0, 1.5 and 0.0 µm (step 0.5 µm: each within 0.25 µm).
+    np.testing.assert_allclose(spy[0]["input_z"], [1.0, 1.5, 0.0])
+    np.testing.assert_array_equal(spy[0]["images"], _bead_stack()[[2, 3, 0]])
+    # The paper's normalization is computed by the command and passed on.
+    norm = compute_normalization(_bead_stack()[[2, 3, 0]])
+    assert spy[0]["normalize"].shift == pytest.approx(norm.shift)
+    assert spy[0]["normalize"].scale == pytest.approx(norm.scale)
+
+
+def test_normalize_from_stack_uses_every_plane(spy, stack_path, tmp_path):
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(stack_path), "--input-planes", "2", "6", "--output-z=-0.5:0.5:0.5"]
+    assert cli_main.main([*argv, "--preset", "x", "-o", str(output), "--normalize-from-stack", "-q"]) == 0
+    norm = compute_normalization(_bead_stack())
+    assert spy[0]["normalize"].shift == pytest.approx(norm.shift)
+    assert spy[0]["normalize"].scale == pytest.approx(norm.scale)
+    np.testing.assert_allclose(spy[0]["output_z"], [-0.5, 0.0, 0.5])
+    assert read_stack(output).metadata["reconstruction"]["normalization_from"] == "stack"
+
+
+def test_plain_tiff_needs_z_step_and_pixel_size(spy, tmp_path, capsys):
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, _bead_stack())  # no physical sizes recorded
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(raw), "--input-planes", "1", "4", "--output-z", "0:2:1", "--preset", "x", "-o", str(output), "-q"]
+    line = _run_error(capsys, argv)
+    assert "--z-step" in line and "--pixel-size" in line
+    assert cli_main.main([*argv, "--z-step", "0.25", "--pixel-size", "0.2"]) == 0
+    np.testing.assert_allclose(spy[0]["input_z"], [0.25, 1.0])
+    result = read_stack(output)
+    assert result.pixel_um == pytest.approx(0.2)
+
+
+def test_recorded_sizes_win_over_the_fill_options(spy, stack_path, tmp_path):
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(stack_path), "--input-planes", "2", "--output-z", "1", "--preset", "x", "-o", str(output)]
+    assert cli_main.main([*argv, "--z-step", "7", "--pixel-size", "3", "-q"]) == 0
+    np.testing.assert_allclose(spy[0]["input_z"], [1.0])
+    assert read_stack(output).pixel_um == pytest.approx(PIXEL_UM)
+
+
+# ---------------------------------------------------------------------------
+# --output-z ranges
+
+
+@pytest.mark.parametrize(
+    "tokens, expected",
+    [
+        (["0:10:0.1"], np.linspace(0.0, 10.0, 101)),  # STOP included despite rounding
+        (["0:1:0.3"], [0.0, 0.3, 0.6, 0.9]),  # 0.9 is nearest to 1.0
+        (["0:1:0.4"], [0.0, 0.4, 0.8]),  # 0.8 and 1.2 tie: the one before STOP
+        (["0:1:0.35"], [0.0, 0.35, 0.7, 1.05]),  # 1.05 is nearest to 1.0
+        (["5:3:-0.5"], [5.0, 4.5, 4.0, 3.5, 3.0]),
+        (["2", "1.5,-1", "3:3:1"], [2.0, 1.5, -1.0, 3.0]),
+    ],
+)
+def test_parse_output_z(tokens, expected):
+    np.testing.assert_allclose(reconstruct_cli.parse_output_z(tokens), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("tokens", [["0:1:-0.1"], ["0:1"], ["1:2:0"], ["abc"], ["1", "1.0"], ["0:nan:1"]])
+def test_parse_output_z_rejects(tokens):
+    with pytest.raises(ValueError, match="--output-z"):
+        reconstruct_cli.parse_output_z(tokens)
+
+
+# ---------------------------------------------------------------------------
+# User errors: one line on stderr, exit code 2
+
+
+def _argv(stack, preset, out, *extra):
+    return ["reconstruct", str(stack), "--output-z", "0:4:1", "--preset", str(preset), "-o", str(out), "-q", *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--input-z", "9.0"], "no plane of the stack within half a z step"),
+        (["--input-planes", "0", "9"], "out of range"),
+        (["--input-planes", "2", "-7"], "both select plane 2"),
+        (["--input-z", "1.0", "1.1"], "both select plane 2"),
+        (["--input-z", "1", "--output-z", "0:x:1"], "--output-z"),
+    ],
+)
+def test_bad_planes_and_positions(capsys, stack_path, tmp_path, extra, expected):
+    # The preset is never loaded: these errors come first.
+    line = _run_error(capsys, _argv(stack_path, "never_loaded", tmp_path / "o.ome.tif", *extra))
+    assert line.startswith("keras-rmz reconstruct: error:")
+    assert expected in line
+    assert not (tmp_path / "o.ome.tif").exists()
+
+
+def test_missing_stack(capsys, tmp_path):
+    line = _run_error(capsys, _argv(tmp_path / "nope.tif", "never_loaded", tmp_path / "o.ome.tif", "--input-planes", "0"))
+    assert "no such file" in line and "nope.tif" in line
+
+
+def test_unknown_preset(capsys, stack_path, tmp_path):
+    line = _run_error(capsys, _argv(stack_path, "no_such_preset", tmp_path / "o.ome.tif", "--input-planes", "0"))
+    assert "unknown preset 'no_such_preset'" in line
+
+
+def test_missing_preset_folder(capsys, stack_path, tmp_path):
+    line = _run_error(capsys, _argv(stack_path, tmp_path / "absent", tmp_path / "o.ome.tif", "--input-planes", "0"))
+    assert "absent" in line
+
+
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_corrupt_preset_is_refused(capsys, stack_path, preset_dir, tmp_path):
+    import shutil
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(preset_dir, corrupt)
+    config = json.loads((corrupt / "config.json").read_text())
+    config["config"]["base_filters"] = 8
+    (corrupt / "config.json").write_text(json.dumps(config))
+    line = _run_error(capsys, _argv(stack_path, corrupt, tmp_path / "o.ome.tif", "--input-planes", "0"))
+    assert "config.json" in line
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--input-planes", "0"], "the following arguments are required: --preset"),
+        (["--input-planes", "0", "--input-z", "1", "--preset", "p"], "not allowed with argument"),
+        (["--input-planes", "a", "--preset", "p"], "plane index"),
+        (["--input-planes", "0", "--preset", "p", "--batch-size", "0"], "positive integer"),
+        (["--input-planes", "0", "--preset", "p", "--tile-size", "-3"], "positive integer"),
+        (["--preset", "p"], "one of the arguments --input-z --input-planes is required"),
+        (["--input-planes", "0", "--preset", "p", "--no-normalize", "--normalize-from-stack"], "not allowed with"),
+    ],
+)
+def test_bad_arguments(capsys, stack_path, tmp_path, argv, expected):
+    full = ["reconstruct", str(stack_path), "--output-z", "0:4:1", "-o", str(tmp_path / "o.ome.tif"), *argv]
+    line = _run_error(capsys, full)
+    assert line.startswith("keras-rmz reconstruct: error:")
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["-o", "volume.npy"], "--output must end in .tif or .tiff"),
+        (["--figure", "fig.jpg"], "--figure must end in .png"),
+    ],
+)
+def test_bad_output_names(capsys, stack_path, tmp_path, monkeypatch, extra, expected):
+    monkeypatch.chdir(tmp_path)
+    argv = ["reconstruct", str(stack_path), "--input-planes", "0", "--output-z", "1", "--preset", "never_loaded"]
+    if "-o" not in extra:
+        argv += ["-o", "o.ome.tif"]
+    line = _run_error(capsys, [*argv, *extra])
+    assert expected in line
+
+
+def test_refuses_to_overwrite_the_input(capsys, stack_path):
+    line = _run_error(capsys, _argv(stack_path, "never_loaded", stack_path, "--input-planes", "0"))
+    assert "overwrite the input" in line
+
+
+def test_model_that_cannot_take_m_inputs_is_a_user_error(capsys, stack_path, tmp_path, monkeypatch):
+    class TwoInputsOnly(_FakeModel):
+        def check_num_inputs(self, num_inputs):
+            if num_inputs != 2:
+                raise ValueError(f"this model takes M = 2 input images; got M = {num_inputs}")
+
+    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: TwoInputsOnly())
+    line = _run_error(capsys, _argv(stack_path, "x", tmp_path / "o.ome.tif", "--input-planes", "0", "1", "2"))
+    assert "M = 2" in line
