@@ -96,6 +96,12 @@ class VolumeDataset(keras.utils.PyDataset):
             confocal targets) or "inputs" (targets are normalized with their
             input stack's shift and scale, so a clean or differently exposed
             target of the same modality keeps the input's units).
+        normalization_source: "stack" (default: shift and scale from the
+            whole input stack, as the paper does) or "inputs" (from the M
+            drawn input planes' full field of view only: the statistics
+            ``reconstruct`` can compute at inference, where only those
+            planes exist; the target then shares them when
+            ``target_normalization="inputs"`` or there are no targets).
         resample_each_epoch: if True, `on_epoch_end` advances ``epoch`` so
             the next epoch draws new items (still deterministic from
             ``(seed, epoch)``); use False for a fixed validation set. To
@@ -146,6 +152,7 @@ class VolumeDataset(keras.utils.PyDataset):
         steps_per_epoch=None,
         resample_each_epoch=True,
         target_normalization="own",
+        normalization_source="stack",
         seed=None,
         **kwargs,
     ):
@@ -163,6 +170,14 @@ class VolumeDataset(keras.utils.PyDataset):
                 f"units of their input stack); got {target_normalization!r}."
             )
         self.target_normalization = target_normalization
+        if normalization_source not in ("stack", "inputs"):
+            raise ValueError(
+                "normalization_source must be 'stack' (statistics of the whole input stack, as "
+                "the paper does) or 'inputs' (statistics of the M drawn input planes only, as "
+                f"reconstruct() computes them at inference); got {normalization_source!r}."
+            )
+        self.normalization_source = normalization_source
+        self._planes_normalization_cache = {}
         self.resample_each_epoch = bool(resample_each_epoch)
 
         if input_spacing_um is not None:
@@ -409,6 +424,17 @@ class VolumeDataset(keras.utils.PyDataset):
                 best, best_signal = (y, x), signal
         return best
 
+    def _planes_normalization(self, stack_index, planes):
+        """The paper's normalization computed from the whole field of view of
+        the given input planes only, as ``reconstruct`` computes it at
+        inference, where only those planes exist. Cached per plane set."""
+        key = (stack_index, tuple(sorted(planes)))
+        norm = self._planes_normalization_cache.get(key)
+        if norm is None:
+            norm = compute_normalization(self.stacks[stack_index].data[list(key[1])])
+            self._planes_normalization_cache[key] = norm
+        return norm
+
     def _target_stack(self, stack_index):
         return self.stacks[stack_index] if self.targets is None else self.targets[stack_index]
 
@@ -420,9 +446,14 @@ class VolumeDataset(keras.utils.PyDataset):
         window = (slice(y, y + ph), slice(x, x + pw))
         inputs = self.stacks[i].data[(sample["input_planes"], *window)].astype(np.float32)
         target = self._target_stack(i).data[(sample["output_plane"], *window)].astype(np.float32)
+        input_norm, target_norm = self.input_normalizations[i], self.target_normalizations[i]
+        if self.normalization_source == "inputs":
+            input_norm = self._planes_normalization(i, sample["input_planes"])
+            if self.targets is None or self.target_normalization == "inputs":
+                target_norm = input_norm
         planes = np.concatenate([
-            np.asarray(self.input_normalizations[i].apply(inputs), dtype=np.float32),
-            np.asarray(self.target_normalizations[i].apply(target[None]), dtype=np.float32),
+            np.asarray(input_norm.apply(inputs), dtype=np.float32),
+            np.asarray(target_norm.apply(target[None]), dtype=np.float32),
         ])
         if sample["rot90"]:
             planes = np.rot90(planes, sample["rot90"], axes=(1, 2))

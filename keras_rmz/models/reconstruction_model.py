@@ -4,6 +4,8 @@ argument checking, and ``reconstruct``, the user-level call."""
 import keras
 import numpy as np
 
+from keras_rmz.presets.preset_mixin import PresetMixin
+
 INPUT_KEYS = ("images", "input_z", "output_z")
 
 
@@ -57,7 +59,7 @@ def validate_reconstruct_arguments(images, input_z, output_z):
     return images, input_z.astype(np.float32), output_z.astype(np.float32)
 
 
-class ReconstructionModel(keras.Model):
+class ReconstructionModel(PresetMixin, keras.Model):
     """Base of the keras_rmz generators (``RecurrentMZ``, ``DeepZ``, ``UNet3D``).
 
     Subclasses are functional models whose input is the dict

@@ -558,3 +558,26 @@ def test_target_normalization_inputs_uses_the_input_stacks_statistics():
     np.testing.assert_allclose(y[0, ..., 0], expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="target_normalization"):
         VolumeDataset([stack], num_inputs=2, input_spacing_um=2.0, patch_size=32, target_normalization="x")
+
+
+def test_normalization_source_inputs_uses_only_the_drawn_planes():
+    from keras_rmz.data.normalization import compute_normalization
+    from keras_rmz.io import Stack
+
+    rng = np.random.default_rng(1)
+    data = (100 + rng.poisson(10, (12, 32, 32))).astype(np.float32)
+    data[:, 8:12, 8:12] += np.linspace(100, 2000, 12)[:, None, None]
+    stack = Stack(data, np.arange(12) * 0.5, 0.1)
+    dataset = VolumeDataset(
+        [stack], num_inputs=2, input_spacing_um=2.0, patch_size=32, batch_size=2,
+        augment=False, normalization_source="inputs", seed=0,
+    )
+    inputs, y = dataset[0]
+    plan = dataset.describe_item(0)[0]
+    norm = compute_normalization(data[sorted(plan["input_planes"])])
+    np.testing.assert_allclose(
+        inputs["images"][0, :, :, :, 0], norm.apply(data[plan["input_planes"]].astype(np.float64)), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(y[0, ..., 0], norm.apply(data[plan["output_plane"]].astype(np.float64)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="normalization_source"):
+        VolumeDataset([stack], num_inputs=2, input_spacing_um=2.0, patch_size=32, normalization_source="x")
