@@ -1,0 +1,21 @@
+"""Training Recurrent-MZ: the adversarial trainer, checkpoints, metrics.
+
+- `AdversarialTrainer(generator, discriminator)`: a `keras.Model` whose
+  `compile()` defaults to the paper's recipe (Adam 1e-5, Eq. 7 and 10) and
+  whose `fit()` runs on TensorFlow, JAX and PyTorch.
+- `AdversarialOptimizer`: both networks' optimizers as one Keras optimizer
+  (what keeps both states across steps on JAX).
+- `TrainingCheckpoint`: atomic checkpoints, resume after a crash, best
+  generator on validation.
+- `PSNR`, `SSIM` (and `psnr`, `ssim`): per-image metrics in `keras.ops`.
+
+See docs/training.md for the recipe and every knob.
+"""
+
+from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
+from keras_rmz.training.adversarial_trainer import AdversarialTrainer
+from keras_rmz.training.callbacks import TrainingCheckpoint
+from keras_rmz.training.psnr import PSNR, psnr
+from keras_rmz.training.ssim import SSIM, ssim
+
+__all__ = ["AdversarialOptimizer", "AdversarialTrainer", "PSNR", "SSIM", "TrainingCheckpoint", "psnr", "ssim"]
