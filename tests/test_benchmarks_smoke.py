@@ -1,0 +1,226 @@
+"""Smoke tests of benchmarks/inference.py and benchmarks/flops.py: the
+benchmark's functions run in a tiny mode on the current backend, and the FLOP
+counts match hand-derived values and the traced program. No timings are
+asserted (speed lives in the benchmark's output, not in tests)."""
+
+import importlib.util
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    key = f"_rmz_benchmark_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("inference")
+
+
+@pytest.fixture(scope="module")
+def flops():
+    return _load("flops")
+
+
+def _conv(k, c_in, c_out, pixels):
+    return 2 * k * c_in * c_out * pixels
+
+
+def test_recurrent_mz_flops_match_hand_count(flops):
+    # RecurrentMZ(base_filters=2, depth=1), one 4x4 input (M = 1), 3x3 kernels.
+    # Scale 0: 16 pixels, 2 channels; scale 1: 4 pixels, 4 channels.
+    expected = (
+        _conv(9, 2, 1, 16) + _conv(9, 1, 2, 16)  # encoder 0: image+DPM -> 1 -> 2
+        + _conv(9, 2, 4, 16) + _conv(9, 2, 4, 16)  # ConvGRU 0: x -> [f, h], h -> f, (f*h) -> h
+        + _conv(1, 2, 2, 16)  # recurrent 1x1
+        + _conv(9, 2, 2, 4) + _conv(9, 2, 4, 4)  # encoder 1 after pooling: 2 -> 2 -> 4
+        + _conv(9, 4, 8, 4) + _conv(9, 4, 8, 4)  # ConvGRU 1
+        + _conv(1, 4, 4, 4)
+        + _conv(9, 4 + 2, 2, 16) + _conv(9, 2, 2, 16)  # decoder 0 on concat(up(4), skip 2)
+        + _conv(1, 2, 1, 16)  # head
+    )
+    assert expected == 16160
+    count = flops.analytic_flops("RecurrentMZ", {"base_filters": 2, "depth": 1}, 4, 4, 1)
+    assert count["flops"] == expected
+    # Every ConvGRU step repeats its convs: M = 3 adds 2 x 2 steps of them.
+    count3 = flops.analytic_flops("RecurrentMZ", {"base_filters": 2, "depth": 1}, 4, 4, 3)
+    per_step = _conv(9, 2, 4, 16) * 2 + _conv(9, 4, 8, 4) * 2
+    per_image = _conv(9, 2, 1, 16) + _conv(9, 1, 2, 16) + _conv(9, 2, 2, 4) + _conv(9, 2, 4, 4)
+    assert count3["flops"] == expected + 2 * (per_step + per_image)
+    # Sizes are padded to a multiple of 2**depth as the model does.
+    assert flops.analytic_flops("RecurrentMZ", {"base_filters": 2, "depth": 1}, 3, 3, 1)["flops"] == expected
+
+
+def test_deep_z_and_unet3d_flops_match_hand_count(flops):
+    deep_z = (
+        _conv(9, 2, 2, 16) + _conv(9, 2, 2, 16)
+        + _conv(9, 2, 4, 4) + _conv(9, 4, 4, 4)
+        + _conv(9, 4 + 2, 2, 16) + _conv(9, 2, 2, 16)
+        + _conv(1, 2, 1, 16)
+    )
+    assert deep_z == 8704
+    assert flops.analytic_flops("DeepZ", {"base_filters": 2, "depth": 1}, 4, 4, 1)["flops"] == deep_z
+    # UNet3D(num_inputs=1, base_filters=2, depth=1): a 4x4x2 volume (image, DPM).
+    v0, v1 = 4 * 4 * 2, 2 * 2 * 2
+    unet3d = (
+        _conv(27, 1, 1, v0) + _conv(27, 1, 2, v0)
+        + _conv(27, 2, 2, v1) + _conv(27, 2, 4, v1)
+        + _conv(1, 4, 4, v0)  # (2, 2, 1) transposed conv, kernel = stride
+        + _conv(27, 4 + 2, 2, v0) + _conv(27, 2, 2, v0)
+        + _conv(2, 2, 1, 16)  # (1, 1, 2M) depth projection
+    )
+    config = {"num_inputs": 1, "base_filters": 2, "depth": 1}
+    assert flops.analytic_flops("UNet3D", config, 4, 4, 1)["flops"] == unet3d
+    with pytest.raises(ValueError, match="no analytic FLOP count"):
+        flops.analytic_flops("ResNet", {}, 4, 4, 1)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the traced count reads a JAX program")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rmz_m3",
+        pytest.param("rmz_m2", marks=pytest.mark.large),
+        pytest.param("deepz", marks=pytest.mark.large),
+        pytest.param("unet3d", marks=pytest.mark.large),
+    ],
+)
+def test_analytic_flops_equal_traced_program(bench, flops, name):
+    model, class_name, num_inputs = bench.build_model(name, quick=True)
+    if model is None:
+        pytest.skip(num_inputs)
+    size = 24  # not a multiple of 2**depth: padding is part of the count
+    batch = bench.make_inputs(1, num_inputs, size)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def forward(trainable, non_trainable, batch):
+        return model.stateless_call(trainable, non_trainable, batch, training=False)[0]
+
+    traced = flops.traced_conv_flops_jax(forward, trainable, non_trainable, batch)
+    assert traced == flops.analytic_flops(class_name, model.get_config(), size, size, num_inputs)["flops"]
+
+
+def _options(bench, **extra):
+    options = bench.build_options(_Args())
+    options.update(backend=keras.backend.backend(), verbose=False, max_seconds=None, repeats=1)
+    options.update(extra)
+    return options
+
+
+class _Args:
+    """The parsed arguments of ``--quick`` with everything else default."""
+
+    quick = True
+    gpu = False
+    precision = "mixed_float16"
+    sizes = [32]
+    models = None
+    repeats = 1
+    max_seconds = 0
+    volume_planes = 101
+    tiling_image = 4096
+    tile_size = 512
+    tile_overlap = 48
+    tiling_base_filters = None
+    tasks = None
+
+
+def test_measure_models_reports_a_row_per_model_and_size(bench):
+    options = _options(bench, models=["rmz_m3"], sizes=[32])
+    rows = bench.measure_models(options, reference_gflops=10.0)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model"] == "rmz_m3" and row["size"] == 32 and row["num_inputs"] == 3
+    assert row["ms_per_plane"] > 0 and row["first_call_s"] > 0
+    assert row["gflop_per_plane"] == pytest.approx(
+        bench.flops_module().analytic_flops("RecurrentMZ", row["config"], 32, 32, 3)["flops"] / 1e9, abs=1e-3
+    )
+    assert row["gflops_per_s"] == pytest.approx(row["gflop_per_plane"] / (row["ms_per_plane"] / 1000), rel=0.01)
+    assert row["fraction_of_matmul"] == pytest.approx(row["gflops_per_s"] / 10.0, rel=0.01)
+
+
+def test_budget_skips_a_step_and_reports_its_estimate(bench):
+    options = _options(bench, models=["rmz_m2"], sizes=[32], max_seconds=1e-9)
+    (row,) = bench.measure_models(options, reference_gflops=10.0)
+    assert "ms_per_plane" not in row
+    assert "max-seconds" in row["skipped"] and row["estimated_ms_per_plane"] >= 0
+
+
+@pytest.mark.large
+def test_batching_and_volume_run_through_reconstruct(bench):
+    options = _options(bench, batching_planes=3, batching_size=32, volume_size=32, volume_planes=5, max_seconds=None)
+    batching = bench.measure_batching(options, reference_gflops=10.0)
+    assert batching["planes"] == 3
+    for key in ("batch_size_8", "batch_size_1"):
+        assert batching[key]["ms_per_plane"] > 0
+    volume = bench.measure_volume(options, reference_gflops=10.0, per_plane_ms=None)
+    assert volume["measured_planes"] == 5 and not volume["extrapolated"]
+    assert volume["seconds_for_volume"] == pytest.approx(volume["seconds_measured"], abs=0.01)
+    # A budget that fits 2 planes of 400 ms: 2 measured (compilation
+    # included), the other 3 added at the steady per-plane time.
+    volume = bench.measure_volume({**options, "max_seconds": 1.0}, reference_gflops=10.0, per_plane_ms=400.0)
+    assert volume["measured_planes"] == 2 and volume["extrapolated"]
+    measured = volume["seconds_measured"]
+    assert volume["seconds_for_volume"] == pytest.approx(measured + 3 * min(measured / 2, 0.4), abs=0.02)
+
+
+def test_peak_rss_reset_sees_a_large_allocation(bench):
+    if not bench.reset_peak_rss():
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    before = bench.peak_rss_mb()
+    block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+    del block
+    assert bench.peak_rss_mb() >= before + 60
+    assert bench.reset_peak_rss()
+    assert bench.peak_rss_mb() < before + 60
+
+
+def test_matmul_rate_and_markdown_report(bench):
+    rates = bench.matmul_rates(n=128, repeats=1)
+    assert set(rates) == {"numpy", "backend"} and all(r > 0 for r in rates.values())
+    options = _options(bench, models=["deepz"], sizes=[32])
+    rows = bench.measure_models(options, reference_gflops=10.0)
+    report = {
+        "machine": bench.machine_info(),
+        "runs": [
+            {"backend": keras.backend.backend(), "models": rows, "matmul_reference_gflops": 10.0},
+            {"backend": "torch", "error": "worker exited with code 1"},
+        ],
+    }
+    table = bench.markdown_report(report)
+    lines = [line for line in table.splitlines() if line.startswith(f"| {keras.backend.backend()} | deepz")]
+    assert len(lines) == 1 and "| 32 |" in lines[0]
+    assert "worker exited with code 1" in table
+    assert report["machine"]["cpu_count"] >= 1
+
+
+def test_command_line_refuses_unknown_names(bench, tmp_path):
+    with pytest.raises(SystemExit):
+        bench.main(["--backends", "theano", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "resnet", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench.main(["--variants", "turbo", "--out", str(tmp_path)])
+
+
+@pytest.mark.large
+def test_tiled_peak_memory_is_reported_against_the_untiled_estimate(bench):
+    options = _options(bench, tiling_image=96, tile_size=32, tile_overlap=8)
+    result = bench.measure_tiling(options)
+    assert result["tiled"]["size"] == 96 and result["tiled"]["tile_size"] == 32
+    assert result["untiled_measured"][0]["size"] == 32 and result["untiled_measured"][1]["size"] == 64
+    assert result["tiled"]["peak_rss_mb"] >= result["tiled"]["rss_before_mb"]
+    assert isinstance(result["bounded"], bool)
