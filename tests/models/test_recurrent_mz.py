@@ -1,16 +1,10 @@
-import json
-import os
-import subprocess
-import sys
-import textwrap
 
-import keras
 import numpy as np
 import pytest
 
 import keras_rmz
 from keras_rmz.models import AUTHORS_CODE_CONFIG, RecurrentMZ
-from tests.helpers import assert_config_roundtrip, assert_keras_saving_roundtrip, to_numpy
+from tests.helpers import assert_config_roundtrip, assert_keras_saving_roundtrip, to_numpy, assert_weights_load_on_the_other_backends
 
 TINY = dict(base_filters=4, depth=2)
 
@@ -151,58 +145,7 @@ def test_invalid_config_is_refused():
         RecurrentMZ(gate="lstm", **TINY)
 
 
-CROSS_BACKEND_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import keras
-    from keras_rmz.models import RecurrentMZ
-    folder = sys.argv[1]
-    config = json.load(open(folder + "/config.json"))
-    model = RecurrentMZ.from_config(config)
-    model.load_weights(folder + "/model.weights.h5")
-    data = np.load(folder + "/io.npz")
-    inputs = {k: data[k] for k in ("images", "input_z", "output_z")}
-    out = keras.ops.convert_to_numpy(model(inputs, training=False))
-    err = float(np.max(np.abs(out - data["expected"])))
-    print(json.dumps({"backend": keras.backend.backend(), "max_abs_error": err}))
-    """
-)
-
-
 @pytest.mark.cross_backend
 def test_weights_load_on_the_other_backends(tmp_path):
     model = RecurrentMZ(**TINY)
-    inputs = make_inputs(batch=2, m=3, h=12, w=12)
-    # Non-trivial BN statistics so that they are part of what is compared.
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.moving_mean.assign(np.random.default_rng(2).normal(0, 0.1, layer.moving_mean.shape))
-            layer.moving_variance.assign(np.random.default_rng(3).uniform(0.5, 2, layer.moving_variance.shape))
-    expected = to_numpy(model(inputs, training=False))
-    (tmp_path / "config.json").write_text(json.dumps(model.get_config()))
-    model.save_weights(tmp_path / "model.weights.h5")
-    np.savez(tmp_path / "io.npz", expected=expected, **inputs)
-    script = tmp_path / "load.py"
-    script.write_text(CROSS_BACKEND_SCRIPT)
-    others = [b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend()]
-    for other in others:
-        env = dict(os.environ, KERAS_BACKEND=other)
-        result = subprocess.run(
-            [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
-        assert report["backend"] == other
-        assert report["max_abs_error"] < 1e-4, report
-
-
-def test_recurrent_mz_plus_is_its_own_class(tmp_path):
-    from keras_rmz.models import RecurrentMZPlus
-
-    model = RecurrentMZPlus(**TINY)
-    assert model.target_modality == "confocal" and RecurrentMZ.target_modality == "widefield"
-    assert model.count_params() == expected_param_count(4, 2)
-    restored = assert_keras_saving_roundtrip(model, make_inputs(batch=1, m=3, h=8, w=8), tmp_path)
-    assert type(restored) is RecurrentMZPlus
-    assert keras_rmz.RecurrentMZPlus is RecurrentMZPlus
+    assert_weights_load_on_the_other_backends(model, make_inputs(batch=2, m=3, h=12, w=12), tmp_path, "keras_rmz.models")
