@@ -22,12 +22,13 @@ of the inputs, the interpolation, the reconstruction and the truth) and
 
 import argparse
 import csv
-import math
 import os
 import pathlib
 import time
 
 import numpy as np
+
+from keras_rmz.cli.arguments import positive_float as _positive_float, positive_int as _positive_int, non_negative_int as _seed, finite_um as _float
 
 HELP = "reconstruct a simulated bead volume from 3 planes and score it (offline, a few minutes)"
 
@@ -76,46 +77,6 @@ CSV_COLUMNS = (
     "interpolation_ssim_noise_free",
     "interpolation_ssim_measured",
 )
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
-    return value
-
-
-def _float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number (µm); got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite; got {text!r}")
-    return value
 
 
 def add_parser(subparsers):

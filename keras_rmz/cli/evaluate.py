@@ -20,6 +20,7 @@ import uuid
 import numpy as np
 
 from keras_rmz.cli.reconstruct import check_output_path, nearest_planes, one_line_errors, read_input_stack
+from keras_rmz.cli.arguments import positive_float as _positive_float
 
 HELP = "score a reconstructed stack against a ground-truth stack (PSNR, NRMSE, SSIM per plane)"
 
@@ -183,16 +184,6 @@ def _recorded_input_z(metadata):
     except (TypeError, ValueError):
         return None
     return values if values.size and np.all(np.isfinite(values)) else None
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
 
 
 def add_parser(subparsers):

@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from keras_rmz.cli.arguments import finite_um as _float, positive_int as _positive_int, positive_um as _positive_float
 from keras_rmz.cli.main import one_line_errors  # noqa: F401 - shared by the subcommands
 
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
@@ -242,36 +243,6 @@ def check_output_path(path, suffixes, what):
 # --------------------------------------------------------------------------
 # The subcommand.
 # --------------------------------------------------------------------------
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (µm); got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (µm); got {text!r}")
-    return value
-
-
-def _float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number (µm); got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite; got {text!r}")
-    return value
 
 
 def _index(text):

@@ -37,7 +37,6 @@ import copy
 import datetime
 import hashlib
 import json
-import math
 import os
 import pathlib
 import platform
@@ -45,6 +44,8 @@ import shlex
 import shutil
 import sys
 import time
+
+from keras_rmz.cli.arguments import positive_float as _positive_float, positive_int as _positive_int
 
 HELP = "train a model from a YAML/JSON config (resumable; writes a preset)"
 
@@ -82,26 +83,6 @@ SAMPLE_WORDS = {
 # --------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
 
 
 def add_parser(subparsers):
