@@ -94,6 +94,11 @@ VARIANTS = {
 DEFAULT_VARIANTS = ("batch4", "tf_xla", "torch_threads1", "torch_omp_passive", "torch_pr23199", "torch_passive_pr23199")
 
 
+
+def _sig(value, digits=4):
+    """value rounded to `digits` significant figures (keeps small numbers exact enough to recompute ratios)."""
+    return float(f"{value:.{digits}g}")
+
 def apply_patch(name):
     """Benchmark-only patches that preview an upstream fix (never used by
     the package)."""
@@ -410,8 +415,8 @@ def measure_models(options, reference_gflops):
             row.update(
                 num_inputs=num_inputs,
                 config=model.get_config(),
-                gflop_per_plane=round(count["flops"] / 1e9, 3),
-                flops_by_part_g={k: round(v / 1e9, 3) for k, v in count["parts"].items()},
+                gflop_per_plane=_sig(count["flops"] / 1e9),
+                flops_by_part_g={k: _sig(v / 1e9) for k, v in count["parts"].items()},
             )
             rate_guess = achieved.get(name, 0.25 * reference_gflops)
             call_s = planes * count["flops"] / 1e9 / rate_guess
@@ -437,11 +442,11 @@ def measure_models(options, reference_gflops):
             row.update(
                 repeats=repeats,
                 first_call_s=round(first, 3),
-                ms_per_plane=round(1000 * best / planes, 2),
-                ms_per_plane_median=round(1000 * statistics.median(walls) / planes, 2),
-                cpu_ms_per_plane=round(1000 * min(cpus) / planes, 2),
-                gflops_per_s=round(rate, 2),
-                fraction_of_matmul=round(rate / reference_gflops, 3),
+                ms_per_plane=_sig(1000 * best / planes),
+                ms_per_plane_median=_sig(1000 * statistics.median(walls) / planes),
+                cpu_ms_per_plane=_sig(1000 * min(cpus) / planes),
+                gflops_per_s=_sig(rate),
+                fraction_of_matmul=_sig(rate / reference_gflops),
                 peak_rss_mb=round(peak_rss_mb(), 1),
                 peak_gpu_mb=_gpu_memory(),
                 load_average=round(load, 2),
@@ -467,7 +472,7 @@ def measure_batching(options, reference_gflops):
     images = make_inputs(1, num_inputs, size)["images"][0, ..., 0]
     input_z = np.linspace(0.0, 6.0, num_inputs)
     output_z = np.linspace(0.0, 6.0, planes)
-    result = {"model": name, "size": size, "planes": planes, "gflop_per_plane": round(count["flops"] / 1e9, 3)}
+    result = {"model": name, "size": size, "planes": planes, "gflop_per_plane": _sig(count["flops"] / 1e9)}
     estimate = 2 * 2 * planes * count["flops"] / 1e9 / (0.25 * reference_gflops)
     if options["max_seconds"] and estimate > 2 * options["max_seconds"]:
         return {**result, "skipped": f"estimated {estimate:.0f} s > 2 x --max-seconds"}
@@ -483,9 +488,9 @@ def measure_batching(options, reference_gflops):
         result[f"batch_size_{batch_size}"] = {
             "first_call_s": round(warm, 3),
             "seconds": round(seconds, 3),
-            "ms_per_plane": round(1000 * seconds / planes, 2),
-            "gflops_per_s": round(_rate(planes * count["flops"], seconds), 2),
-            "fraction_of_matmul": round(_rate(planes * count["flops"], seconds) / reference_gflops, 3),
+            "ms_per_plane": _sig(1000 * seconds / planes),
+            "gflops_per_s": _sig(_rate(planes * count["flops"], seconds)),
+            "fraction_of_matmul": _sig(_rate(planes * count["flops"], seconds) / reference_gflops),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
         _log(options, f"reconstruct {planes} planes {size}x{size}, batch_size={batch_size}: {1000 * seconds / planes:.1f} ms/plane")
@@ -511,7 +516,7 @@ def measure_volume(options, reference_gflops, per_plane_ms, per_plane_mb=None):
     if model is None:
         return {"skipped": num_inputs}
     count = analytic(model, class_name, size, num_inputs)
-    result = {"model": name, "size": size, "planes": planes, "gflop_per_plane": round(count["flops"] / 1e9, 3)}
+    result = {"model": name, "size": size, "planes": planes, "gflop_per_plane": _sig(count["flops"] / 1e9)}
     measured = planes
     if options["max_seconds"]:
         ms = per_plane_ms or 1000 * count["flops"] / 1e9 / (0.25 * reference_gflops)
