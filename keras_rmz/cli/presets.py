@@ -42,10 +42,11 @@ def add_parser(subparsers):
     )
     verify.set_defaults(func=run_verify)
 
-    entry = actions.add_parser("entry", help="print the registry entry of a preset folder published on the Hub")
+    entry = actions.add_parser("entry", help="print the registry entry of a preset folder (on the Hub, or in weights/ only)")
     entry.add_argument("folder", metavar="DIR", help="the preset folder, as uploaded")
-    entry.add_argument("--hub", required=True, metavar="OWNER/REPO", help="the Hub repo holding it")
-    entry.add_argument("--revision", required=True, metavar="COMMIT", help="the Hub commit (40 hex digits)")
+    entry.add_argument("--hub", default=None, metavar="OWNER/REPO",
+                       help="the Hub repo holding it (leave out, with --revision, for a preset that ships only in weights/)")
+    entry.add_argument("--revision", default=None, metavar="COMMIT", help="the Hub commit (40 hex digits)")
     entry.add_argument("--name", default=None, help="the preset's name (default: the folder's name)")
     entry.add_argument("--description", default=None, help="one line (default: the metadata's description)")
     entry.set_defaults(func=run_entry)
@@ -115,7 +116,7 @@ def run_info(args):
     print(f"name: {info.name}")
     print(f"class: {info.class_name}")
     print(f"description: {info.description}")
-    print(f"hub: {info.handle}")
+    print(f"hub: {info.handle or 'not published (ships in the repository weights/ folder)'}")
     print(f"local copy: {status}" + (f" ({folder})" if folder else "") + (f": {error}" if error else ""))
     print("metadata:")
     _print_mapping(dict(info.metadata), "  ")

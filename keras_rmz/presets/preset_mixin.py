@@ -110,12 +110,19 @@ def _load_builtin(name, *, force_download, token, **options):
     check_model_class(resolve_class(info.class_name), options["model_class"], f"preset {name!r}")
     expected = dict(info.sha256)
     local = registry.find_local_copy(name)
-    if local is not None and not force_download:
+    if local is not None and (not force_download or info.hub is None):
         return load_preset_folder(
             local,
             expected_sha256=expected,
             where=f"the local copy of preset {name!r} ({local}; delete it to download from the Hub)",
             **options,
+        )
+    if info.hub is None:
+        dirs = " or ".join(str(d / name) for d in registry.local_copy_dirs())
+        raise FileNotFoundError(
+            f"preset {name!r} ships in the keras_rmz repository's weights/{name}/ and is not published on the "
+            f"Hub; no copy found in {dirs}. Install keras_rmz from a checkout of the repository "
+            f"(pip install -e .), or set {registry.WEIGHTS_DIR_ENV} to a folder holding {name}/"
         )
     repo_id, _ = hub_lib.parse_hf_handle(info.hub)
     try:

@@ -18,8 +18,11 @@ An entry holds:
 
 - ``class_name``: the registered class, ``"keras_rmz>RecurrentMZ"``;
 - ``description``: one line;
-- ``hub``: ``"hf://owner/repo"``, the Hub repo that holds the folder;
-- ``revision``: the commit (40 hex digits) the entry is pinned to;
+- ``hub``: ``"hf://owner/repo"``, the Hub repo that holds the folder, or
+  ``None`` for a preset that ships only in the repository's ``weights/``
+  (not published on the Hub yet);
+- ``revision``: the commit (40 hex digits) the entry is pinned to (``None``
+  exactly when ``hub`` is);
 - ``sha256``: the sha256 of each of the four files;
 - ``metadata``: a summary (modality, sample, pixel size, z-step, M, Δz).
 
@@ -77,8 +80,9 @@ class PresetInfo:
         name: the preset's name (``from_preset(name)``).
         class_name: the registered class, ``"keras_rmz>RecurrentMZ"``.
         description: one line.
-        hub: ``"hf://owner/repo"``.
-        revision: the pinned commit.
+        hub: ``"hf://owner/repo"``, or None when the preset ships only in
+            the repository's ``weights/`` (not on the Hub).
+        revision: the pinned commit (None when ``hub`` is None).
         sha256: mapping file name -> sha256, for the four files.
         metadata: mapping, the metadata summary.
     """
@@ -86,8 +90,8 @@ class PresetInfo:
     name: str
     class_name: str
     description: str
-    hub: str
-    revision: str
+    hub: object
+    revision: object
     sha256: types.MappingProxyType
     metadata: types.MappingProxyType
 
@@ -98,7 +102,10 @@ class PresetInfo:
 
     @property
     def handle(self):
-        """``hf://owner/repo@revision``, the exact Hub handle of the entry."""
+        """``hf://owner/repo@revision``, the exact Hub handle of the entry
+        (None for a preset that is not on the Hub)."""
+        if self.hub is None:
+            return None
         return f"{self.hub}@{self.revision}"
 
 
@@ -119,13 +126,20 @@ def validate_entry(name, entry):
             f"preset {name!r}: an entry has exactly the keys {ENTRY_KEYS}; missing {missing}, unknown {extra}"
         )
     config_class_name({"registered_name": entry["class_name"]}, where=f"the registry entry {name!r}")
-    repo_id, revision = parse_hf_handle(entry["hub"])
-    if revision is not None:
-        raise ValueError(f"preset {name!r}: 'hub' is hf://owner/repo without '@'; the commit goes in 'revision'")
-    if not isinstance(entry["revision"], str) or not _COMMIT_RE.match(entry["revision"]):
-        raise ValueError(
-            f"preset {name!r}: 'revision' must be a commit hash (40 hex digits); got {entry['revision']!r}"
-        )
+    if entry["hub"] is None:
+        # Ships only in the repository's weights/ folder.
+        hub = None
+        if entry["revision"] is not None:
+            raise ValueError(f"preset {name!r}: 'revision' must be None when 'hub' is None; got {entry['revision']!r}")
+    else:
+        repo_id, revision = parse_hf_handle(entry["hub"])
+        if revision is not None:
+            raise ValueError(f"preset {name!r}: 'hub' is hf://owner/repo without '@'; the commit goes in 'revision'")
+        if not isinstance(entry["revision"], str) or not _COMMIT_RE.match(entry["revision"]):
+            raise ValueError(
+                f"preset {name!r}: 'revision' must be a commit hash (40 hex digits); got {entry['revision']!r}"
+            )
+        hub = f"hf://{repo_id}"
     hashes = entry["sha256"]
     if not isinstance(hashes, dict) or sorted(hashes) != sorted(PRESET_FILES):
         raise ValueError(f"preset {name!r}: 'sha256' maps each of {PRESET_FILES} to its sha256")
@@ -138,7 +152,7 @@ def validate_entry(name, entry):
         name=name,
         class_name=entry["class_name"],
         description=entry["description"],
-        hub=f"hf://{repo_id}",
+        hub=hub,
         revision=entry["revision"],
         sha256=types.MappingProxyType(dict(hashes)),
         metadata=types.MappingProxyType(dict(entry["metadata"])),
@@ -184,7 +198,7 @@ def pinned_sha256(repo_id, commit):
     """The registry's sha256 of the four files when ``commit`` of the Hub
     repo ``repo_id`` is a registered preset, else None."""
     for info in list_presets():
-        if info.hub == f"hf://{repo_id}" and info.revision == commit:
+        if info.hub is not None and info.hub == f"hf://{repo_id}" and info.revision == commit:
             return dict(info.sha256)
     return None
 
@@ -243,7 +257,7 @@ def local_copy_status(name):
     return "verified", folder, None
 
 
-def registry_entry_for(folder, hub_repo, revision, *, description=None):
+def registry_entry_for(folder, hub_repo=None, revision=None, *, description=None):
     """Makes the registry entry of a finished preset folder.
 
     The folder is verified against its own metadata first; the entry pins
@@ -251,9 +265,10 @@ def registry_entry_for(folder, hub_repo, revision, *, description=None):
 
     Args:
         folder: the preset folder (as uploaded to the Hub).
-        hub_repo: ``"owner/repo"`` or ``"hf://owner/repo"``.
+        hub_repo: ``"owner/repo"`` or ``"hf://owner/repo"``; None for a
+            preset that ships only in the repository's ``weights/``.
         revision: the Hub commit holding exactly these files (40 hex digits;
-            ``push_to_hub`` returns it).
+            ``push_to_hub`` returns it); None exactly when ``hub_repo`` is.
         description: one line; default: the metadata's ``description``.
 
     Returns:
@@ -262,18 +277,26 @@ def registry_entry_for(folder, hub_repo, revision, *, description=None):
     """
     folder = Path(folder)
     metadata = verify_preset(folder)
-    handle = hub_repo if str(hub_repo).startswith("hf://") else f"hf://{hub_repo}"
-    repo_id, handle_revision = parse_hf_handle(handle)
-    if handle_revision is not None:
-        raise ValueError(f"give the Hub repo without '@revision' and the commit as revision; got {hub_repo!r}")
-    if not isinstance(revision, str) or not _COMMIT_RE.match(revision):
-        raise ValueError(f"revision must be the Hub commit hash (40 hex digits) holding the preset; got {revision!r}")
+    if hub_repo is None:
+        if revision is not None:
+            raise ValueError(f"a revision ({revision!r}) needs the Hub repo that holds it (hub_repo)")
+        hub = None
+    else:
+        handle = hub_repo if str(hub_repo).startswith("hf://") else f"hf://{hub_repo}"
+        repo_id, handle_revision = parse_hf_handle(handle)
+        if handle_revision is not None:
+            raise ValueError(f"give the Hub repo without '@revision' and the commit as revision; got {hub_repo!r}")
+        if not isinstance(revision, str) or not _COMMIT_RE.match(revision):
+            raise ValueError(
+                f"revision must be the Hub commit hash (40 hex digits) holding the preset; got {revision!r}"
+            )
+        hub = f"hf://{repo_id}"
     config = read_preset_json(preset_file(folder, CONFIG_FILE), CONFIG_FILE)
     description = description or metadata.get("description") or ""
     entry = {
         "class_name": config_class_name(config, str(folder)),
         "description": description,
-        "hub": f"hf://{repo_id}",
+        "hub": hub,
         "revision": revision,
         "sha256": {filename: sha256_file(folder / filename) for filename in PRESET_FILES},
         "metadata": {key: metadata.get(key) for key in SUMMARY_KEYS if metadata.get(key) is not None},

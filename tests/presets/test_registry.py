@@ -179,3 +179,37 @@ def test_offline_without_local_copy_or_cache_says_how_to_fix_it(monkeypatch, pre
         load_preset("tiny_beads")
     message = str(error.value)
     assert "no local copy" in message and "HF_HUB_OFFLINE" in message and "KERAS_RMZ_WEIGHTS_DIR" in message
+
+
+# --- presets that ship only in weights/ (not on the Hub) ---------------------
+
+
+def test_a_repository_only_entry_has_no_hub_and_loads_from_weights(monkeypatch, preset_dir, tiny_model, inputs):
+    entry = register(monkeypatch, "tiny_beads", preset_dir, hub=None, revision=None)
+    assert entry["hub"] is None and entry["revision"] is None
+    assert ast.literal_eval("{" + format_registry_entry("tiny_beads", entry) + "}") == {"tiny_beads": entry}
+    info = registry.get_preset("tiny_beads")
+    assert info.hub is None and info.handle is None
+    copy_preset(preset_dir, registry.repository_weights_dir() / "tiny_beads")
+    # force_download has nothing to download from: the verified copy serves.
+    model = load_preset("tiny_beads", force_download=True)
+    np.testing.assert_allclose(outputs(model, inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
+
+
+def test_a_repository_only_entry_without_its_folder_says_where_it_ships(monkeypatch, preset_dir):
+    register(monkeypatch, "tiny_beads", preset_dir, hub=None, revision=None)
+    with pytest.raises(FileNotFoundError) as error:
+        load_preset("tiny_beads")
+    message = str(error.value)
+    assert "not published on the Hub" in message and "weights/tiny_beads" in message
+    assert "KERAS_RMZ_WEIGHTS_DIR" in message
+
+
+@pytest.mark.parametrize("hub, revision", [(None, "3" * 40), ("owner/tiny", None)])
+def test_hub_and_revision_come_together(preset_dir, hub, revision):
+    with pytest.raises(ValueError, match="revision"):
+        registry_entry_for(preset_dir, hub, revision)
+    entry = registry_entry_for(preset_dir, "owner/tiny", "3" * 40)
+    entry.update(hub=None if hub is None else entry["hub"], revision=revision)
+    with pytest.raises(ValueError, match="revision"):
+        validate_entry("tiny_beads", entry)
