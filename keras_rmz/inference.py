@@ -165,6 +165,11 @@ def reconstruct_volume(
         raise ValueError(f"tile_size must be None or an integer >= {MIN_TILE_SIZE}; got {tile_size}")
     if int(tile_overlap) < 0:
         raise ValueError(f"tile_overlap must be >= 0; got {tile_overlap}")
+    if tile_size is not None and int(tile_overlap) >= int(tile_size):
+        raise ValueError(
+            f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size}): neighbouring tiles "
+            "share tile_overlap pixels (default 48)"
+        )
     normalization = resolve_normalization(model, images, normalize)
     if normalization is not None:
         images = normalization.apply(images).astype(np.float32)
@@ -178,7 +183,7 @@ def reconstruct_volume(
             volume = _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, int(tile_overlap), verbose)
             break
         except Exception as error:  # noqa: BLE001 - re-raised unless it is an OOM
-            if not _is_out_of_memory(error) or tile_size // 2 < MIN_TILE_SIZE:
+            if not _is_out_of_memory(error) or tile_size // 2 < max(MIN_TILE_SIZE, int(tile_overlap) + 1):
                 raise
             tile_size //= 2
             import warnings

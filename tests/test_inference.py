@@ -143,3 +143,5 @@ def test_bad_tile_arguments_are_refused():
         reconstruct_volume(FirstInputModel(), np.zeros((1, 8, 8)), [0], [0], tile_size=4)
     with pytest.raises(ValueError, match="normalize"):
         reconstruct_volume(FirstInputModel(), np.ones((1, 8, 8)), [0], [0], normalize="zscore")
+    with pytest.raises(ValueError, match=r"tile_overlap \(64\) must be smaller than tile_size \(64\)"):
+        reconstruct_volume(FirstInputModel(), np.zeros((1, 128, 128)), [0], [0], tile_size=64, tile_overlap=64)
