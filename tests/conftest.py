@@ -9,17 +9,26 @@ import pytest
 # Never touch the network from tests, whatever the environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Tests compile many tiny XLA programs (JAX compiles every model build and
+# call; TensorFlow with jit_compile): optimizing the machine code costs more
+# than running it. Halves the JAX suite's time; results stay within the
+# tests' tolerances. Set XLA_FLAGS yourself to test with full optimization.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
 
 import keras  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 TESTS = pathlib.Path(__file__).resolve().parent
 
-# Tests of code that never runs through the Keras backend (numpy, scipy,
-# tifffile, matplotlib: I/O, the simulator, metrics, plots, config parsing):
-# their result cannot depend on KERAS_BACKEND. `.ci/test` runs them with the
-# first backend only (KERAS_RMZ_SKIP_BACKEND_INDEPENDENT=1 for the others).
-# tests/metrics/test_image.py checks that these modules import no backend.
+# Tests that one backend's run covers for all three (`.ci/test` runs them
+# with the first backend only, setting KERAS_RMZ_RUN_ONCE_DONE=1 for the
+# others):
+# - backend_independent: tests of code that never runs through the Keras
+#   backend (numpy, scipy, tifffile, matplotlib: I/O, the simulator,
+#   metrics, plots, config parsing), so their result cannot depend on it
+#   (tests/metrics/test_image.py checks that these modules import no backend);
+# - cross_backend: weights saved on this backend are loaded on the two others
+#   in subprocesses; every backend's own save/load round trip is tested on it.
 BACKEND_INDEPENDENT = (
     "io/",
     "simulate/",
@@ -33,16 +42,17 @@ BACKEND_INDEPENDENT = (
 
 
 def pytest_collection_modifyitems(config, items):
-    skip_independent = os.environ.get("KERAS_RMZ_SKIP_BACKEND_INDEPENDENT") == "1"
+    run_once_done = os.environ.get("KERAS_RMZ_RUN_ONCE_DONE") == "1"
     kept, deselected = [], []
     for item in items:
         relative = pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
         if relative.startswith(BACKEND_INDEPENDENT):
             item.add_marker(pytest.mark.backend_independent)
-            if skip_independent:
-                deselected.append(item)
-                continue
-        kept.append(item)
+        once = item.get_closest_marker("backend_independent") or item.get_closest_marker("cross_backend")
+        if run_once_done and once:
+            deselected.append(item)
+        else:
+            kept.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
