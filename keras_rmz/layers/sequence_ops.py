@@ -90,3 +90,24 @@ class CropToReference(keras.layers.Layer):
 
     def compute_output_shape(self, images_shape, reference_shape):
         return (images_shape[0], reference_shape[-3], reference_shape[-2], images_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="keras_rmz")
+class NearestInputPlane(keras.layers.Layer):
+    """The input image nearest in z to the output plane: (B, M, H, W, C)
+    images, (B, M) ``input_z`` and (B,) ``output_z`` -> (B, H, W, C).
+
+    Inputs at the same smallest distance are averaged. Used as the skip
+    connection of ``RecurrentMZ(input_residual=True)``, where the network
+    learns the correction to the nearest input plane, as Deep-Z learns the
+    correction to its input.
+    """
+
+    def call(self, images, input_z, output_z):
+        distance = ops.abs(ops.cast(input_z, images.dtype) - ops.expand_dims(ops.cast(output_z, images.dtype), -1))
+        nearest = ops.cast(distance <= ops.min(distance, axis=1, keepdims=True), images.dtype)
+        weights = nearest / ops.sum(nearest, axis=1, keepdims=True)  # (B, M)
+        return ops.sum(images * weights[:, :, None, None, None], axis=1)
+
+    def compute_output_shape(self, images_shape, input_z_shape, output_z_shape):
+        return (images_shape[0], *images_shape[2:])

@@ -149,3 +149,24 @@ def test_invalid_config_is_refused():
 def test_weights_load_on_the_other_backends(tmp_path):
     model = RecurrentMZ(**TINY)
     assert_weights_load_on_the_other_backends(model, make_inputs(batch=2, m=3, h=12, w=12), tmp_path, "keras_rmz.models")
+
+
+def test_input_residual_adds_the_nearest_input_plane(tmp_path):
+    """input_residual=True: the same parameters; the output is the network's
+    image plus the input plane nearest output_z (ties averaged), checked
+    against a numpy selection by |output_z - input_z|."""
+    plain = RecurrentMZ(**TINY)
+    model = RecurrentMZ(input_residual=True, **TINY)
+    assert model.count_params() == plain.count_params() == expected_param_count(4, 2)
+    model.set_weights(plain.get_weights())
+    inputs = make_inputs(batch=3, m=3, h=12, w=20, seed=4)
+    inputs["input_z"] = np.array([[0.0, 3.0, 6.0], [6.0, 0.0, 3.0], [0.0, 3.0, 6.0]], "float32")
+    inputs["output_z"] = np.array([2.0, 0.4, 4.5], "float32")  # nearest: 3, 0, tie of 3 and 6
+    images = inputs["images"][..., 0]
+    nearest = np.stack([images[0, 1], images[1, 1], (images[2, 1] + images[2, 2]) / 2])
+    got = to_numpy(model(inputs, training=False))[..., 0]
+    expected = to_numpy(plain(inputs, training=False))[..., 0] + nearest
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert RecurrentMZ.from_config(model.get_config()).input_residual is True
+    restored = assert_keras_saving_roundtrip(model, make_inputs(batch=2, m=2, h=9, w=13), tmp_path, atol=1e-6)
+    assert restored.input_residual is True
