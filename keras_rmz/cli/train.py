@@ -33,6 +33,7 @@ run sees the batches an uninterrupted one would.
 """
 
 import argparse
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -562,6 +563,7 @@ def _callback_classes():
             self.partial = False
             self._batches = 0
             self._batch_start = None
+            self.signal_name = None  # set by the SIGTERM handler of the session
 
         def epoch_length(self, epoch):
             return min(self.config.steps_per_epoch, self.config.total_steps - epoch * self.config.steps_per_epoch)
@@ -581,7 +583,9 @@ def _callback_classes():
             self.session_steps += 1
             if self._batch_start is not None:
                 self.step_seconds.append(time.monotonic() - self._batch_start)
-            if self.max_steps is not None and self.session_steps >= self.max_steps:
+            if self.signal_name is not None:
+                self.stopped_by = self.signal_name
+            elif self.max_steps is not None and self.session_steps >= self.max_steps:
                 self.stopped_by = f"--max-steps {self.max_steps}"
             elif self.deadline is not None:
                 # Stop when the next step would end after the deadline.
@@ -902,17 +906,18 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
             flush=True,
         )
 
-    for first_epoch, end_epoch, offset, length in plan_segments(start_step, total, config.steps_per_epoch):
-        control.offset = offset
-        data = EpochWindow(train_data, offset, length)
-        # shuffle=False: items are already random by (seed, epoch, index);
-        # Keras's shuffle would reorder them with Python's global random state,
-        # and a resumed run would not see the batches an uninterrupted one does.
-        model.fit(
-            data, epochs=end_epoch, initial_epoch=first_epoch, callbacks=callbacks, verbose=verbose, shuffle=False
-        )
-        if control.stopped_by is not None:
-            break
+    with _stop_on_sigterm(control, verbose):
+        for first_epoch, end_epoch, offset, length in plan_segments(start_step, total, config.steps_per_epoch):
+            control.offset = offset
+            data = EpochWindow(train_data, offset, length)
+            # shuffle=False: items are already random by (seed, epoch, index);
+            # Keras's shuffle would reorder them with Python's global random state,
+            # and a resumed run would not see the batches an uninterrupted one does.
+            model.fit(
+                data, epochs=end_epoch, initial_epoch=first_epoch, callbacks=callbacks, verbose=verbose, shuffle=False
+            )
+            if control.stopped_by is not None:
+                break
 
     final_state = TrainingCheckpoint.read_state(output)
     steps_done = final_state["global_step"] if final_state else start_step
@@ -948,6 +953,32 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     save_preset(generator, output / PRESET_DIR, metadata=metadata)
     _write_json_atomic(output / RUN_FILE, run_info)
     return {**result, "state": "done", "preset": str(output / PRESET_DIR)}
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(control, verbose):
+    """While training, SIGTERM (``kill``, a batch scheduler's time limit)
+    stops the session after the step in progress, as --max-minutes does: the
+    checkpoint is saved and the same command resumes. Only the main thread
+    can install a handler; elsewhere SIGTERM keeps its default."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):
+        control.signal_name = "SIGTERM"
+        if verbose:
+            print("\nkeras-rmz train: SIGTERM, stopping after this step (checkpoint saved; run again to resume)",
+                  file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _last_row(output):

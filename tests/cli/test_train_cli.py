@@ -397,3 +397,48 @@ def test_finetune_example_trains_and_saves_a_preset(tmp_path, capsys):
     assert metadata["num_inputs"] == 2 and metadata["training"]["steps"] == 2
     assert metadata["z_step_um"] == pytest.approx(0.5)
     assert "saved" in capsys.readouterr().out
+
+
+def test_sigterm_stops_after_the_step_in_progress_and_resumes(tmp_path, capsys, monkeypatch):
+    """SIGTERM (a scheduler's time limit, `kill`) mid-run: the session ends
+    cleanly after the step in progress with a checkpoint; the same command
+    then finishes the run."""
+    import os
+    import signal
+
+    mapping = {
+        "output": str(tmp_path / "run"),
+        "model": TINY_MODEL,
+        "data": {"simulate": {**TINY_SIMULATE, "count": 2, "seed": 0}, **TINY_DATA},
+        "training": {"steps": 4, "steps_per_epoch": 2, "checkpoint_every": 1},
+        "optimizer": {"learning_rate": 1e-3},
+        "loss": {"adversarial_weight": 0},
+    }
+    path = write_config(tmp_path / "plain.yaml", mapping)
+    original = train_cli._callback_classes
+
+    def with_sigterm_at_step_3():
+        EpochWindow, RunControl, RunCheckpoint, RunCSVLogger = original()
+
+        class Signalling(RunControl):
+            def on_train_batch_begin(self, batch, logs=None):
+                super().on_train_batch_begin(batch, logs)
+                if self.session_steps == 2:  # during the third step
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return EpochWindow, Signalling, RunCheckpoint, RunCSVLogger
+
+    monkeypatch.setattr(train_cli, "_callback_classes", with_sigterm_at_step_3)
+    before = signal.getsignal(signal.SIGTERM)
+    code, out, _ = run_cli(capsys, ["train", str(path), "-q"])
+    assert code == 0
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is removed again
+    state = TrainingCheckpoint.read_state(tmp_path / "run")
+    assert state["global_step"] == 3
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["state"] == "stopped" and run["sessions"][0]["stopped_by"] == "SIGTERM"
+    monkeypatch.setattr(train_cli, "_callback_classes", original)
+    code, out, _ = run_cli(capsys, ["train", str(path), "-q"])
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert code == 0 and run["state"] == "done" and run["steps_done"] == 4
+    assert run["sessions"][1]["first_step"] == 3
