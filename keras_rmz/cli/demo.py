@@ -134,7 +134,7 @@ def _is_name(handle):
 
 
 def _unavailable(name, reason):
-    config = pathlib.Path("examples") / "configs" / f"{name}.yaml"
+    config = pathlib.Path("examples") / "presets" / f"{name}.yaml"
     return FileNotFoundError(
         f"preset {name!r} is not available: {reason}. Train it with `keras-rmz train {config}` and run "
         f"`keras-rmz demo --preset runs/{name}/preset`, or copy a preset folder to $KERAS_RMZ_WEIGHTS_DIR/{name}"

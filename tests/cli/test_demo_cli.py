@@ -178,7 +178,7 @@ def test_demo_without_the_preset_says_how_to_get_it(tmp_path, monkeypatch, capsy
     monkeypatch.delitem(registry.PRESETS, NAME, raising=False)
     line = run_error(capsys, ["demo", "--out", str(tmp_path / "out")])
     assert f"preset '{NAME}' is not available" in line
-    assert f"keras-rmz train examples/configs/{NAME}.yaml" in line and "KERAS_RMZ_WEIGHTS_DIR" in line
+    assert f"keras-rmz train examples/presets/{NAME}.yaml" in line and "KERAS_RMZ_WEIGHTS_DIR" in line
     assert not (tmp_path / "out").exists()
 
 
