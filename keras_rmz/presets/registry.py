@@ -51,9 +51,54 @@ from keras_rmz.presets.preset_io import (
 
 WEIGHTS_DIR_ENV = "KERAS_RMZ_WEIGHTS_DIR"
 
-# name -> entry (see the module docstring). No trained weights are published
-# yet; entries arrive with them.
-PRESETS = {}
+# name -> entry (see the module docstring). These presets ship in the
+# repository's weights/ (hub None: not published on the Hub yet); made with
+# examples/presets/publish_preset.py and `keras-rmz presets entry`.
+PRESETS = {
+    "recurrent_mz_beads_m3": {
+        "class_name": "keras_rmz>RecurrentMZ",
+        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 615 nm, 0.1 µm pixels; trained on simulated stacks on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "f7a7b7ed50ce0f4e280fc8296c8951c475a061630744a71c56468499393529bb",
+            "model.weights.h5": "d8c7995d8c7c75d192020ae76798f08bd8f905c3c0fe173c89dccee5aa71c2df",
+            "metadata.json": "7846eab62f8f48845073c05c8d70b2a27a67ce2bacf1970c963912e9307a1f9f",
+            "README.md": "de878c2c9ef56ba574b37ac4f9e3438c834dd8bd962a8a084d3789086ac4101b",
+        },
+        "metadata": {
+            "modality": "widefield -> widefield (noise-free)",
+            "sample": "50 nm fluorescent beads (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.09999999999999998,
+            "num_inputs": 3,
+            "input_spacing_um": 3.0,
+            "output_range_um": [-7.5, 7.5],
+            "license": "apache-2.0",
+        },
+    },
+    "deep_z_beads": {
+        "class_name": "keras_rmz>DeepZ",
+        "description": "Deep-Z baseline (one plane + DPM, outputs within ±1.5 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated stacks on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
+            "model.weights.h5": "6706538e0b8a4f499bc638334f49fe005c816ae397907963c5c814058a23cedf",
+            "metadata.json": "a1bcbab23a4e0df49456d18ae65697b522c84d8a8844a6562b5c4bc00261f8b1",
+            "README.md": "8d66dc3b4c482a64e59203d46e27395c85fe5b9ee4bbb5ba00ec761e746ac94e",
+        },
+        "metadata": {
+            "modality": "widefield -> widefield (noise-free)",
+            "sample": "50 nm fluorescent beads (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.09999999999999998,
+            "num_inputs": 1,
+            "output_range_um": [-1.5, 1.5],
+            "license": "apache-2.0",
+        },
+    },
+}
 
 # Metadata keys copied into an entry's summary.
 SUMMARY_KEYS = (
