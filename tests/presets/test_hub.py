@@ -129,11 +129,16 @@ SHIPPED_WITH_WEIGHTS = sorted(
 )
 def test_shipped_presets_download_through_the_hub(monkeypatch, local_hub, name):
     """Each registered weights/<name>/ folder, served at its pinned commit,
-    loads by name through the download path (no local copy)."""
-    entry = SHIPPED[name]
+    loads by name through the download path (no local copy). An entry not
+    yet on the Hub (hub None) is served as it would be once published."""
+    entry = dict(SHIPPED[name])
     folder = Path(keras_rmz.__file__).resolve().parents[1] / "weights" / name
-    repo_id, _ = parse_hf_handle(entry["hub"])
-    local_hub.add_repo(repo_id, folder, commit=entry["revision"])
+    if entry["hub"] is None:
+        repo_id = f"keras-rmz/{name}"
+        entry.update(hub=f"hf://{repo_id}", revision=local_hub.add_repo(repo_id, folder))
+    else:
+        repo_id, _ = parse_hf_handle(entry["hub"])
+        local_hub.add_repo(repo_id, folder, commit=entry["revision"])
     monkeypatch.setitem(registry.PRESETS, name, entry)
     model = load_preset(name)
     assert model.count_params() == json.loads((folder / "metadata.json").read_text())["num_parameters"]
