@@ -119,13 +119,43 @@ def _table_markdown(table):
     return "\n".join(lines)
 
 
+def _elapsed_hours(sessions, recorded_seconds):
+    """Hours from the first session's start to the end of the last one (a
+    session killed with SIGKILL records no wall time of its own)."""
+    import datetime
+
+    try:
+        first = datetime.datetime.fromisoformat(sessions[0]["started_utc"])
+        last = datetime.datetime.fromisoformat(sessions[-1]["started_utc"])
+        return ((last - first).total_seconds() + (sessions[-1]["wall_time_s"] or 0.0)) / 3600
+    except (IndexError, KeyError, TypeError, ValueError):
+        return recorded_seconds / 3600
+
+
+def _summary(scores, class_short):
+    """One honest sentence: the preset against the baselines (PSNR between inputs)."""
+    table = scores["table"]
+    own = {"RecurrentMZ": "Recurrent-MZ", "RecurrentMZPlus": "model", "DeepZ": "Deep-Z (nearest input)"}.get(
+        class_short, "model")
+    if own not in table:
+        own = "model" if "model" in table else None
+    if own is None or "psnr_between_db" not in table[own]:
+        return None
+    mine = table[own]["psnr_between_db"]
+    parts = [f"{other}: {mine - row['psnr_between_db']:+.2f} dB" for other, row in table.items()
+             if other != own and row.get("psnr_between_db") is not None]
+    return (f"**Result**: {own} {mine:.2f} dB PSNR at the planes between the inputs; difference to "
+            + "; ".join(parts) + ".")
+
+
 def model_card(name, metadata, recipe_path, scores):
     class_short = metadata["class_name"].split(">", 1)[-1]
     training = metadata["training"]
     config = training["config"]
     optics = metadata.get("optics") or {}
-    hours = training["wall_time_s"] / 3600
+    hours = _elapsed_hours(training.get("run_sessions") or [], training["wall_time_s"])
     held = scores["held_out"]
+    summary = _summary(scores, class_short)
     lines = [
         "---", "library_name: keras", f"license: {metadata.get('license') or 'apache-2.0'}", "tags:",
         "- keras", "- keras-rmz", "- microscopy", "- fluorescence", "- recurrent-mz", "---", "",
@@ -142,7 +172,7 @@ def model_card(name, metadata, recipe_path, scores):
         f"| objective | NA {optics.get('na')}, immersion n = {optics.get('n_immersion')} |",
         f"| emission wavelength | {optics.get('wavelength_um') or optics.get('emission_wavelength_um')} µm |",
         f"| pixel size | {metadata.get('pixel_um')} µm |",
-        f"| z step of the training stacks | {metadata.get('z_step_um')} µm |",
+        f"| z step of the training stacks | {metadata.get('z_step_um'):.3g} µm |",
         f"| inputs | M = {metadata.get('num_inputs')}"
         + (f", Δz = {metadata.get('input_spacing_um')} µm apart" if metadata.get("input_spacing_um") else "") + " |",
         f"| output planes | {metadata.get('output_range_um')} |",
@@ -160,8 +190,9 @@ def model_card(name, metadata, recipe_path, scores):
         f"{config['optimizer']['warmup_steps']} warm-up steps, down to {config['optimizer']['min_learning_rate']:g}), "
         f"loss {config['loss']['berhu_weight']:g}·BerHu + {config['loss']['ms_ssim_weight']:g}·(1 − MS-SSIM)"
         + (" + adversarial" if training.get("adversarial") else ", no discriminator") + ".",
-        f"- **Budget**: {training['steps']} steps ({training['sessions']} sessions, {hours:.2f} h of wall time on "
-        f"{training['machine']['cpu_count']} CPU cores, {training['backend']} backend); weights: {training['weights']}.",
+        f"- **Budget**: {training['steps']} steps ({training['sessions']} sessions, about {hours:.2f} h from the first "
+        f"session's start to the end, on {training['machine']['cpu_count']} CPU cores shared with other work, "
+        f"{training['backend']} backend); weights: {training['weights']}.",
         "- **Commands** (the run folder resumes where a session stopped):",
         "",
         "```",
@@ -178,6 +209,7 @@ def model_card(name, metadata, recipe_path, scores):
         "",
         _table_markdown(scores["table"]),
         "",
+        *([summary, ""] if summary else []),
     ]
     lines += [
         "## Limitations", "",
@@ -226,6 +258,10 @@ def main(argv=None):
     kept = {k: v for k, v in metadata.items() if k not in COMPUTED_FIELDS}
     kept["metrics"] = json.loads(json.dumps(scores, default=float))
     recipe = f"examples/presets/{args.name}.yaml"
+    run_file = source.parent / "run.json"
+    if run_file.is_file():
+        kept["training"] = {**kept["training"],
+                            "run_sessions": json.loads(run_file.read_text(encoding="utf-8"))["sessions"]}
     card = model_card(args.name, {**metadata, **kept}, recipe, scores)
     save_preset(model, destination, metadata=kept, model_card=card)
     print(_table_markdown(scores["table"]))

@@ -63,8 +63,8 @@ PRESETS = {
         "sha256": {
             "config.json": "f7a7b7ed50ce0f4e280fc8296c8951c475a061630744a71c56468499393529bb",
             "model.weights.h5": "d8c7995d8c7c75d192020ae76798f08bd8f905c3c0fe173c89dccee5aa71c2df",
-            "metadata.json": "7846eab62f8f48845073c05c8d70b2a27a67ce2bacf1970c963912e9307a1f9f",
-            "README.md": "de878c2c9ef56ba574b37ac4f9e3438c834dd8bd962a8a084d3789086ac4101b",
+            "metadata.json": "fcf89f37bc6e0549be19e4a0a7a0c823f103f0c37d9812c27c947a6d21648a3c",
+            "README.md": "d2b2ab9364abdcafd869d5bd588308fcb8bd3457e829b3c7f31a5afa0201b02c",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -85,8 +85,8 @@ PRESETS = {
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
             "model.weights.h5": "6706538e0b8a4f499bc638334f49fe005c816ae397907963c5c814058a23cedf",
-            "metadata.json": "a1bcbab23a4e0df49456d18ae65697b522c84d8a8844a6562b5c4bc00261f8b1",
-            "README.md": "8d66dc3b4c482a64e59203d46e27395c85fe5b9ee4bbb5ba00ec761e746ac94e",
+            "metadata.json": "5f781e843883530e8f8d2a4147cfea7e97f12078dbf33cf348ea4b36f17f3a85",
+            "README.md": "02eb601ed28222701ee113e8f24d71f32e710f87d1bd38d28b5bc3afc8ac1d04",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
