@@ -28,7 +28,10 @@ import time
 
 import numpy as np
 
-from keras_rmz.cli.arguments import positive_float as _positive_float, positive_int as _positive_int, non_negative_int as _seed, finite_um as _float
+from keras_rmz.cli.arguments import finite_um as _float
+from keras_rmz.cli.arguments import non_negative_int as _seed
+from keras_rmz.cli.arguments import positive_float as _positive_float
+from keras_rmz.cli.arguments import positive_int as _positive_int
 
 HELP = "reconstruct a simulated bead volume from 3 planes and score it (offline, a few minutes)"
 
@@ -49,7 +52,7 @@ examples:
   keras-rmz demo --shape 51 128 128 --z-step 0.2        # a smaller, faster volume"""
 
 DEFAULT_PRESET = "recurrent_mz_beads_m3"
-# Presets the project trains (examples/configs/<name>.yaml): a missing one is
+# Presets the project trains (examples/presets/<name>.yaml): a missing one is
 # "not trained yet", not "unknown".
 PLANNED_PRESETS = (
     "recurrent_mz_beads_m3",

@@ -20,7 +20,9 @@ import sys
 
 import numpy as np
 
-from keras_rmz.cli.arguments import finite_um as _float, positive_int as _positive_int, positive_um as _positive_float
+from keras_rmz.cli.arguments import finite_um as _float
+from keras_rmz.cli.arguments import positive_int as _positive_int
+from keras_rmz.cli.arguments import positive_um as _positive_float
 from keras_rmz.cli.main import one_line_errors  # noqa: F401 - shared by the subcommands
 
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"

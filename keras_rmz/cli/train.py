@@ -46,7 +46,8 @@ import shutil
 import sys
 import time
 
-from keras_rmz.cli.arguments import positive_float as _positive_float, positive_int as _positive_int
+from keras_rmz.cli.arguments import positive_float as _positive_float
+from keras_rmz.cli.arguments import positive_int as _positive_int
 
 HELP = "train a model from a YAML/JSON config (resumable; writes a preset)"
 
