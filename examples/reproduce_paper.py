@@ -1268,6 +1268,28 @@ def _is_name(handle):
     return not handle.startswith("hf://") and "/" not in handle and os.sep not in handle
 
 
+def _builtin_details(name, summary):
+    """``(metadata, source)`` of a built-in preset: the full metadata.json of
+    its local copy when there is one (the registry only keeps a summary),
+    and where it was loaded from."""
+    from keras_rmz.presets import get_preset, registry, verify_preset
+
+    info = get_preset(name)
+    metadata = {**summary, "description": info.description}
+    local = registry.find_local_copy(name)
+    if local is not None:
+        try:
+            metadata = {**metadata, **verify_preset(local)}
+        except Exception:  # noqa: BLE001 - the summary is enough for the page
+            pass
+        try:
+            where = f"`{pathlib.Path(local).resolve().relative_to(REPOSITORY)}`"
+        except ValueError:
+            where = f"`{local}`"
+        return metadata, f"built-in ({where})"
+    return metadata, f"built-in ({info.hub}@{str(info.revision)[:8]})"
+
+
 def load_presets(handles):
     """``{role: Preset}``; a preset that cannot be loaded keeps its error.
 
@@ -1301,7 +1323,9 @@ def load_presets(handles):
                 print(f"  {role}: {candidate}: {type(error).__name__}: {message}", file=sys.stderr)
                 continue
             preset.model, preset.metadata, preset.source = model, dict(metadata or {}), source
-            if not preset.metadata and os.path.isdir(candidate):
+            if source == "built-in":
+                preset.metadata, preset.source = _builtin_details(candidate, preset.metadata)
+            elif not preset.metadata and os.path.isdir(candidate):
                 from keras_rmz.presets import verify_preset
 
                 preset.metadata = dict(verify_preset(candidate))
