@@ -382,6 +382,7 @@ def _volume_dataset(config, stacks, targets, *, validation, what):
             steps_per_epoch=config.validation["steps"] if validation else config.steps_per_epoch,
             resample_each_epoch=not validation,
             target_normalization=config.target_normalization,
+            normalization_source=data["normalization_source"],
             seed=config.validation["seed"] if validation else data["seed"],
         )
     except (ValueError, TypeError) as error:

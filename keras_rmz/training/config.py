@@ -59,6 +59,7 @@ TARGETS = ("inputs", "confocal")
 SPACINGS = ("uniform", "random")
 ORDERS = ("sorted", "random", "descending_dz")
 TARGET_NORMALIZATIONS = ("auto", "own", "inputs")
+NORMALIZATION_SOURCES = ("stack", "inputs")
 SCHEDULES = ("constant", "cosine")
 MONITORS = ("val_psnr", "val_ssim", "val_loss")
 PRESET_WEIGHTS = ("best", "last")
@@ -181,6 +182,9 @@ SCHEMA = {
             "choice", "auto", "own: each target stack by its own statistics (paper); inputs: in the units of "
             "its input stack; auto: inputs for noise-free targets of the same modality, else own",
             choices=TARGET_NORMALIZATIONS),
+        "normalization_source": _Field(
+            "choice", "stack", "stack: shift and scale from the whole input stack (paper); inputs: from the M "
+            "drawn planes only, as reconstruct() computes them at inference", choices=NORMALIZATION_SOURCES),
         "seed": _Field("int", 0, "seed of the item draws", minimum=0),
     }),
     "validation": _Field("section", doc="held-out stacks scored after every epoch (fixed items); null: none",

@@ -109,6 +109,18 @@ def test_plan_segments_cover_every_step_once():
         assert steps == list(range(start, 11))
 
 
+def test_normalization_source_inputs_reaches_the_datasets(tmp_path):
+    # "inputs": each item is normalized with the statistics of its M drawn
+    # planes, as reconstruct() normalizes at inference.
+    mapping = adversarial_config(tmp_path / "run")
+    mapping["data"]["normalization_source"] = "inputs"
+    config = training_config_from_dict(mapping)
+    train, validation, _ = train_cli.build_datasets(config, tmp_path / "run", verbose=0)
+    assert train.normalization_source == "inputs" and validation.normalization_source == "inputs"
+    default = training_config_from_dict(adversarial_config(tmp_path / "run"))
+    assert train_cli.build_datasets(default, tmp_path / "run", verbose=0)[0].normalization_source == "stack"
+
+
 def test_find_stack_files_pairs_widefield_with_confocal(tmp_path):
     for name in ("a_widefield.ome.tif", "a_confocal.ome.tif", "b_widefield.tif", "b_confocal.tif", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

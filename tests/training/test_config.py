@@ -102,6 +102,17 @@ def test_target_normalization_auto():
     assert training_config_from_dict(explicit).target_normalization == "inputs"
 
 
+def test_normalization_source_defaults_to_the_stack_and_accepts_inputs():
+    assert training_config_from_dict(minimal()).data["normalization_source"] == "stack"
+    inputs = minimal()
+    inputs["data"]["normalization_source"] = "inputs"
+    assert training_config_from_dict(inputs).data["normalization_source"] == "inputs"
+    wrong = minimal()
+    wrong["data"]["normalization_source"] = "planes"
+    message = error_of(wrong)
+    assert "normalization_source" in message and "'stack'" in message and "'inputs'" in message
+
+
 def test_yaml_float_without_dot_is_read_as_a_number():
     # YAML 1.1 reads "1e-4" (no dot) as a string.
     text = "data: {simulate: {count: 2}, num_inputs: 1, output_margin_um: 1.5}\ntraining: {steps: 5}\n"
