@@ -148,6 +148,52 @@ def _summary(scores, class_short):
             + "; ".join(parts) + ".")
 
 
+def _recipe_differences(config):
+    """The recipe's departures from the paper, read off the training config."""
+    model = config["model"]["config"] or {}
+    data = config["data"]
+    parts = ["a slimmer network" if model.get("base_filters", 20) < 20 or model.get("depth", 4) < 4 else None,
+             "no batch normalization" if model.get("use_batch_norm") is False else None,
+             f"{model['activation'].replace('_', ' ')} activations" if model.get("activation") not in (None, "relu")
+             else None,
+             "output = nearest input plane + correction" if model.get("input_residual") else None,
+             "small patches" if int(str(data["patch_size"]).strip("[]").split(",")[0]) < 256 else None,
+             "items normalized from their drawn planes only, as `reconstruct` normalizes at inference"
+             if data.get("normalization_source") == "inputs" else None,
+             "a higher learning rate with cosine decay",
+             "noise-free targets" if (data.get("simulate") or {}).get("noise_free_targets") else None,
+             "no discriminator" if not config["loss"].get("adversarial_weight") else None]
+    return ", ".join(part for part in parts if part)
+
+
+def cards_markdown(weights=REPOSITORY / "weights"):
+    """Every preset card in ``weights/`` (its README.md without the Hub's
+    front matter), headings moved two levels down, for docs/presets.md."""
+    cards = []
+    # Recurrent-MZ presets first, then the baselines.
+    readmes = sorted(pathlib.Path(weights).glob("*/README.md"),
+                     key=lambda path: (not path.parent.name.startswith("recurrent_mz"), path.parent.name))
+    for readme in readmes:
+        text = readme.read_text(encoding="utf-8")
+        if text.startswith("---\n"):
+            text = text.split("\n---\n", 1)[1]
+        lines = ["##" + line if line.startswith("#") else line for line in text.strip().splitlines()]
+        cards.append("\n".join(lines))
+    return "\n\n".join(cards) + "\n"
+
+
+def update_docs_cards(docs=REPOSITORY / "docs" / "presets.md", weights=REPOSITORY / "weights"):
+    """Rewrites the cards at the end of docs/presets.md (after the intro of
+    "## Preset cards") from weights/*/README.md."""
+    docs = pathlib.Path(docs)
+    text = docs.read_text(encoding="utf-8")
+    start = text.index("## Preset cards")
+    first = text.find("\n### ", start)
+    head = text if first < 0 else text[: first + 1]
+    docs.write_text(head.rstrip("\n") + "\n\n" + cards_markdown(weights), encoding="utf-8")
+    print(f"updated the preset cards in {docs}")
+
+
 def model_card(name, metadata, recipe_path, scores):
     class_short = metadata["class_name"].split(">", 1)[-1]
     training = metadata["training"]
@@ -199,9 +245,8 @@ def model_card(name, metadata, recipe_path, scores):
         *[f"KERAS_BACKEND={training['backend']} {c}" for c in training["commands"]],
         "```",
         "",
-        "Differences from the paper's recipe (Adam 1e-5 for days on a GPU, 256 px patches, adversarial loss): a "
-        "slimmer network, small patches, a higher learning rate with cosine decay, noise-free targets and no "
-        "discriminator, so that training fits hours on a CPU.",
+        "Differences from the paper's recipe (Adam 1e-5 for days on a GPU, 256 px patches, adversarial loss): "
+        + _recipe_differences(config) + ", so that training fits hours on a CPU.",
         "",
         "## Metrics on held-out simulated volumes", "",
         f"Held out: {json.dumps({k: v for k, v in held.items() if k in ('shape', 'z_step_um', 'input_z_um', 'seeds', 'sample', 'truth', 'num_inputs', 'input_spacing_um')})}. "
@@ -234,6 +279,8 @@ def main(argv=None):
     parser.add_argument("--scores", default=None,
                         help="reuse the scores another preset's publication saved (runs/NAME/scores.json), e.g. "
                              "the Fig. 3 table for the baselines")
+    parser.add_argument("--docs", action="store_true",
+                        help="then rewrite the preset cards in docs/presets.md from weights/*/README.md")
     args = parser.parse_args(argv)
 
     from keras_rmz.presets import load_preset, save_preset
@@ -266,6 +313,8 @@ def main(argv=None):
     save_preset(model, destination, metadata=kept, model_card=card)
     print(_table_markdown(scores["table"]))
     print(f"wrote {destination}")
+    if args.docs:
+        update_docs_cards()
 
 
 if __name__ == "__main__":
