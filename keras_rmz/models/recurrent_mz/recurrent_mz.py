@@ -55,8 +55,11 @@ class RecurrentMZ(ReconstructionModel):
         input_residual: bool. False (the paper): the network outputs the
             image. True: the network outputs a correction added to the input
             image nearest the output plane (as Deep-Z corrects its input), so
-            training starts from the nearest plane instead of from zero:
-            much faster to train on a small budget. Not in the paper.
+            training starts from the nearest plane instead of from zero.
+            Not in the paper. On noisy inputs it stalls near the nearest
+            plane's quality, since the correction must cancel that plane's
+            noise pixel by pixel (measured in docs/presets.md, "How the CPU
+            recipe was chosen"); the shipped presets leave it off.
         **kwargs: passed to ``keras.Model`` (``name``, ``dtype``, ...).
 
     Call arguments:
