@@ -78,12 +78,15 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
         volume = model.reconstruct(images, input_z, z, batch_size=8, verbose=False)
         norm = compute_normalization(truth_stack)
         truth = norm.apply(truth_stack.data.astype(np.float32))
-        # Wide-field inputs are compared in the truth's units after their own
-        # normalization (a confocal truth has other counts).
-        in_norm = compute_normalization(measured)
+        # A confocal truth has other counts than the wide-field inputs: compare
+        # in normalized units. reconstruct() normalizes by the input planes'
+        # statistics and returns the network's output in the inputs' counts,
+        # so those statistics bring the model's output (and the baselines)
+        # back to the normalized units the network was trained to match.
+        in_norm = compute_normalization(images)
         to_truth = (lambda v: in_norm.apply(v)) if confocal else (lambda v: norm.apply(v))
         candidates = {
-            "model": norm.apply(volume.astype(np.float32)),
+            "model": to_truth(volume.astype(np.float32)),
             "nearest input plane": to_truth(images[np.argmin(np.abs(z[:, None] - input_z[None]), axis=1)]),
             "linear interpolation": to_truth(linear_interpolation(images, input_z, z)),
         }
