@@ -160,7 +160,7 @@ def _recipe_differences(config):
              f"{model['activation'].replace('_', ' ')} activations" if model.get("activation") not in (None, "relu")
              else None,
              "output = nearest input plane + correction" if model.get("input_residual") else None,
-             "small patches" if int(str(data["patch_size"]).strip("[]").split(",")[0]) < 256 else None,
+             "small patches" if min(np.atleast_1d(data["patch_size"])) < 256 else None,
              "items normalized from their drawn planes only, as `reconstruct` normalizes at inference"
              if data.get("normalization_source") == "inputs" else None,
              "a higher learning rate with cosine decay",
