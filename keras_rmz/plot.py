@@ -273,6 +273,7 @@ def fwhm_histograms(
     *,
     range=None,
     reference=None,
+    bandwidth=None,
     dpi=_DEFAULT_DPI,
 ):
     """FWHM histograms of several volumes on shared bins (paper Fig. 3b).
@@ -285,6 +286,8 @@ def fwhm_histograms(
         reference: label of the reference (ground truth); the legend then
             also gives each other label's `kl_divergence` from it, on the
             same bins.
+        bandwidth: kernel σ (µm) for that KL divergence (see
+            `keras_rmz.metrics.kl_divergence`); ``None``: plain histograms.
         dpi: PNG resolution.
 
     Returns:
@@ -304,7 +307,7 @@ def fwhm_histograms(
     for label, values in samples.items():
         text = f"{label}: mean {values.mean():.4f} µm, n = {values.size}"
         if reference is not None and label != reference:
-            kl = kl_divergence(samples[reference], values, bins=edges)
+            kl = kl_divergence(samples[reference], values, bins=edges, bandwidth=bandwidth)
             text += f", KL {kl:.3f}"
         ax.hist(values, bins=edges, histtype="stepfilled", alpha=0.35, label=text)
     ax.set_xlabel("FWHM (µm)")

@@ -137,6 +137,13 @@ def test_fwhm_histograms_legend_means_and_kl(tmp_path):
     kl = metrics.kl_divergence(truth, recon, bins=12)
     assert f"KL {kl:.3f}" in texts[1] and "KL" not in texts[0]
     assert len(ax.patches) == 2  # one filled step histogram per label
+    # With a kernel bandwidth the legend quotes the kernel KL divergence.
+    fig = plot.fwhm_histograms(
+        {"ground truth": truth, "Recurrent-MZ": recon}, bins=12, reference="ground truth", bandwidth=0.02,
+    )
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    soft = metrics.kl_divergence(truth, recon, bins=12, bandwidth=0.02)
+    assert soft != pytest.approx(kl) and f"KL {soft:.3f}" in texts[1]
 
 
 def test_fwhm_histograms_accepts_bead_results():
