@@ -6,9 +6,13 @@ paper's adaptive acquisition (Discussion).
 ``reconstruct_volume``; use this module directly for the lower-level knobs.
 """
 
+import contextlib
 import dataclasses
 import math
+import warnings
+import weakref
 
+import keras
 import numpy as np
 
 from keras_rmz.data.normalization import Normalization, compute_normalization
@@ -18,6 +22,96 @@ from keras_rmz.models.reconstruction_model import validate_reconstruct_arguments
 DEFAULT_MAX_TILE_PIXELS = 1024 * 1024
 DEFAULT_TILE_SIZE = 512
 MIN_TILE_SIZE = 32
+# batch_size="auto": output planes per model call, so that one call holds
+# about this many output pixels. On a CPU a 256x256 plane already keeps the
+# cores busy and bigger batches only add memory (docs/performance.md:
+# batching measured 0.8-1.0x as fast per plane); an accelerator needs wider
+# calls to fill up.
+AUTO_BATCH_PIXELS_CPU = 4 * 256 * 256
+AUTO_BATCH_PIXELS_ACCELERATOR = 4 * 1024 * 1024
+MAX_AUTO_BATCH_SIZE = 8
+
+
+def has_accelerator():
+    """True when the Keras backend computes on a GPU or TPU."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() != "cpu"
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    except Exception:  # noqa: BLE001 - a failed probe means "no accelerator"
+        return False
+    return False
+
+
+def auto_batch_size(height, width, num_planes=None, accelerator=None):
+    """Output planes per model call for ``batch_size="auto"``: as many as
+    fit ``AUTO_BATCH_PIXELS_CPU`` (or ``_ACCELERATOR``) output pixels, at
+    least 1 and at most ``MAX_AUTO_BATCH_SIZE`` (and ``num_planes``)."""
+    if accelerator is None:
+        accelerator = has_accelerator()
+    budget = AUTO_BATCH_PIXELS_ACCELERATOR if accelerator else AUTO_BATCH_PIXELS_CPU
+    size = max(1, min(MAX_AUTO_BATCH_SIZE, budget // max(1, int(height) * int(width))))
+    if num_planes is not None:
+        size = max(1, min(size, int(num_planes)))
+    return int(size)
+
+
+def resolve_jit_compile(jit_compile):
+    """The compilation ``reconstruct`` uses: ``"auto"`` is XLA on
+    TensorFlow (Keras turns it off on CPUs for training; for inference it
+    runs the networks 1.3x faster at 1024x1024 on this project's CPU,
+    docs/performance.md) and JAX (always jitted), and eager PyTorch
+    (``torch.compile`` took minutes on a small CPU and gained little)."""
+    if jit_compile == "auto":
+        return keras.backend.backend() in ("tensorflow", "jax")
+    if isinstance(jit_compile, bool):
+        return jit_compile
+    raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_compile!r}")
+
+
+# Predict functions compiled for reconstruct, per model and setting, so that
+# switching the setting for inference neither recompiles each call nor
+# changes what the model's own fit/predict use.
+_PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def inference_compilation(model, jit_compile="auto"):
+    """Runs the block with the model's predict function compiled as
+    ``resolve_jit_compile(jit_compile)`` says, then restores the model's own
+    setting and predict function."""
+    wanted = resolve_jit_compile(jit_compile)
+    if not isinstance(model, keras.Model):  # a stand-in with its own predict_on_batch
+        yield
+        return
+    saved_flag = bool(model.jit_compile)
+    if saved_flag == wanted:
+        yield
+        return
+    saved_function = model.predict_function
+    cache = _PREDICT_FUNCTIONS.setdefault(model, {})
+    with warnings.catch_warnings():
+        # Keras falls back to False (with a warning) for a model with a layer
+        # that cannot be compiled: then nothing changes.
+        warnings.simplefilter("ignore")
+        model.jit_compile = wanted
+    model.predict_function = cache.get(bool(model.jit_compile))
+    try:
+        yield
+    finally:
+        cache[bool(model.jit_compile)] = model.predict_function
+        model.jit_compile = saved_flag
+        model.predict_function = saved_function
 
 
 def _is_out_of_memory(error):
@@ -99,18 +193,25 @@ def resolve_normalization(model, images, normalize):
 
 
 def _predict_planes(model, images, input_z, output_z, batch_size, progress=None):
-    """(K, h, w) float32 for one tile, batched across output planes."""
+    """(K, h, w) float32 for one tile, batched across output planes.
+
+    A last, partial batch is padded to the batch size (repeating its last
+    plane), so that every call has the same shape and a compiled predict
+    function (XLA, jax.jit) is not compiled a second time for it."""
     planes = []
+    batch_size = max(1, min(int(batch_size), output_z.shape[0]))
     for start in range(0, output_z.shape[0], batch_size):
         chunk = output_z[start : start + batch_size]
         count = chunk.shape[0]
+        if count < batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - count)])
         batch = {
-            "images": np.broadcast_to(images[None, ..., None], (count, *images.shape, 1)),
-            "input_z": np.broadcast_to(input_z[None], (count, input_z.shape[0])),
+            "images": np.broadcast_to(images[None, ..., None], (batch_size, *images.shape, 1)),
+            "input_z": np.broadcast_to(input_z[None], (batch_size, input_z.shape[0])),
             "output_z": chunk,
         }
         out = model.predict_on_batch(batch)
-        planes.append(np.asarray(out, dtype=np.float32)[..., 0])
+        planes.append(np.asarray(out, dtype=np.float32)[:count, ..., 0])
         if progress is not None:
             progress.update(count)
     return np.concatenate(planes, axis=0)
@@ -122,11 +223,12 @@ def reconstruct_volume(
     input_z,
     output_z,
     *,
-    batch_size=8,
+    batch_size="auto",
     tile_size=None,
     tile_overlap=48,
     normalize="auto",
     verbose="auto",
+    jit_compile="auto",
 ):
     """Infers the planes at ``output_z`` from M input planes.
 
@@ -136,7 +238,9 @@ def reconstruct_volume(
             microscope's units.
         input_z: (M,) z of each input plane (µm), any order, any spacing.
         output_z: (K,) or scalar, z of the planes to infer (µm).
-        batch_size: output planes per model call.
+        batch_size: output planes per model call, or "auto": as many as
+            hold about 256x256x4 output pixels on a CPU (4 planes of 256²,
+            1 of 512² or more) and 1024x1024x4 on a GPU, at most 8.
         tile_size: int or None. Planes larger than this are cut into
             overlapping square tiles of this size, inferred one by one and
             blended; None picks whole planes up to 1024x1024 pixels and
@@ -152,15 +256,21 @@ def reconstruct_volume(
             uses that one; None uses the images as given.
         verbose: "auto" (a progress bar when the work takes more than one
             model call), True or False.
+        jit_compile: "auto" (XLA on TensorFlow and JAX, eager PyTorch),
+            True (also ``torch.compile`` on PyTorch) or False. Only the
+            prediction compiled for reconstruction changes; the model's own
+            ``fit``/``predict`` settings are left as they are.
 
     Returns:
         float32 array (K, H, W) in the input's intensity units.
     """
     images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)
     model.check_num_inputs(images.shape[0])
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
+    if not (isinstance(batch_size, str) and batch_size == "auto"):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be 'auto' or a positive integer; got {batch_size!r}")
+        batch_size = int(batch_size)
+    resolve_jit_compile(jit_compile)
     if tile_size is not None and int(tile_size) < MIN_TILE_SIZE:
         raise ValueError(f"tile_size must be None or an integer >= {MIN_TILE_SIZE}; got {tile_size}")
     if int(tile_overlap) < 0:
@@ -180,14 +290,16 @@ def reconstruct_volume(
     tile_size = int(tile_size)
     while True:
         try:
-            volume = _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, int(tile_overlap), verbose)
+            planes = batch_size
+            if planes == "auto":
+                planes = auto_batch_size(min(tile_size, height), min(tile_size, width), output_z.shape[0])
+            with inference_compilation(model, jit_compile):
+                volume = _tiled_predict(model, images, input_z, output_z, planes, tile_size, int(tile_overlap), verbose)
             break
         except Exception as error:  # noqa: BLE001 - re-raised unless it is an OOM
             if not _is_out_of_memory(error) or tile_size // 2 < max(MIN_TILE_SIZE, int(tile_overlap) + 1):
                 raise
             tile_size //= 2
-            import warnings
-
             warnings.warn(f"out of memory; retrying with tile_size={tile_size}", RuntimeWarning, stacklevel=2)
     if normalization is not None:
         volume = normalization.invert(volume).astype(np.float32)

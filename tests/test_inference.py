@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from keras_rmz.data.normalization import compute_normalization
-from keras_rmz.inference import adaptive_acquisition, blend_weights, reconstruct_volume, tile_starts
+import keras
+
+from keras_rmz.inference import adaptive_acquisition, auto_batch_size, blend_weights, reconstruct_volume, tile_starts
 from keras_rmz.models import RecurrentMZ
 
 
@@ -145,3 +147,65 @@ def test_bad_tile_arguments_are_refused():
         reconstruct_volume(FirstInputModel(), np.ones((1, 8, 8)), [0], [0], normalize="zscore")
     with pytest.raises(ValueError, match=r"tile_overlap \(64\) must be smaller than tile_size \(64\)"):
         reconstruct_volume(FirstInputModel(), np.zeros((1, 128, 128)), [0], [0], tile_size=64, tile_overlap=64)
+
+
+class OutputZModel(FirstInputModel):
+    """Outputs its output_z everywhere: which plane went where is visible."""
+
+    def predict_on_batch(self, batch):
+        images = np.asarray(batch["images"])
+        self.calls.append(images.shape)
+        z = np.asarray(batch["output_z"], np.float32)
+        return np.broadcast_to(z[:, None, None, None], (images.shape[0], *images.shape[2:4], 1)).copy()
+
+
+def test_every_call_has_the_batch_shape_and_planes_come_back_in_order():
+    # 7 planes in batches of 3: the last call is padded to 3 planes (a compiled
+    # predict function sees one shape), and the padding is dropped.
+    model = OutputZModel()
+    output_z = np.arange(7, dtype=np.float32) * 0.5
+    out = reconstruct_volume(model, np.ones((2, 16, 16)), [0, 3], output_z, batch_size=3, normalize=None,
+                             verbose=False)
+    assert [shape[0] for shape in model.calls] == [3, 3, 3]
+    np.testing.assert_array_equal(out[:, 5, 5], output_z)
+    # Fewer planes than the batch size: one call of just those planes.
+    model = OutputZModel()
+    reconstruct_volume(model, np.ones((2, 16, 16)), [0, 3], [1.0, 2.0], batch_size=8, normalize=None, verbose=False)
+    assert [shape[0] for shape in model.calls] == [2]
+
+
+def test_auto_batch_size_bounds_the_pixels_per_call():
+    assert auto_batch_size(256, 256, accelerator=False) == 4
+    assert auto_batch_size(512, 512, accelerator=False) == 1
+    assert auto_batch_size(1024, 1024, accelerator=False) == 1
+    assert auto_batch_size(64, 64, accelerator=False) == 8  # at most 8
+    assert auto_batch_size(64, 64, num_planes=3, accelerator=False) == 3
+    assert auto_batch_size(1024, 1024, accelerator=True) == 4
+    assert auto_batch_size(512, 512, accelerator=True) == 8
+    # reconstruct's default: 256x256 planes on this CPU go 4 per call.
+    model = OutputZModel()
+    reconstruct_volume(model, np.ones((2, 256, 256)), [0, 3], np.arange(10.0), normalize=None, verbose=False)
+    assert [shape[0] for shape in model.calls] == [auto_batch_size(256, 256)] * len(model.calls)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, "big", True, None])
+def test_bad_batch_size_is_refused(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be 'auto' or a positive integer"):
+        reconstruct_volume(FirstInputModel(), np.zeros((1, 8, 8)), [0], [0], batch_size=batch_size)
+
+
+def test_jit_compile_setting_gives_the_same_volume_and_leaves_the_model_as_it_was():
+    keras.utils.set_random_seed(7)
+    model = RecurrentMZ(base_filters=4, depth=2)
+    flag = model.jit_compile
+    images = np.random.default_rng(8).random((2, 32, 32)).astype(np.float32)
+    plain = model.reconstruct(images, [0.0, 3.0], [1.0, 2.0], jit_compile=False, normalize=None, verbose=False)
+    # "auto": XLA on TensorFlow, jax.jit on JAX, eager PyTorch.
+    default = model.reconstruct(images, [0.0, 3.0], [1.0, 2.0], normalize=None, verbose=False)
+    np.testing.assert_allclose(default, plain, rtol=1e-4, atol=1e-4)
+    assert model.jit_compile == flag
+    # The model's own predict still works, with its own setting.
+    batch = {"images": images[None, ..., None], "input_z": np.array([[0.0, 3.0]]), "output_z": np.array([1.0])}
+    np.testing.assert_allclose(np.asarray(model.predict_on_batch(batch))[0, ..., 0], plain[0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="jit_compile must be 'auto', True or False"):
+        model.reconstruct(images, [0.0, 3.0], [1.0], jit_compile="xla")

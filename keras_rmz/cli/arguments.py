@@ -20,6 +20,13 @@ def positive_int(text):
     return _number(text, convert=int, accepted="a positive integer", is_valid=lambda v: v >= 1)
 
 
+def batch_size(text):
+    """``auto`` or a positive integer (output planes per model call)."""
+    if text == "auto":
+        return text
+    return _number(text, convert=int, accepted="'auto' or a positive integer", is_valid=lambda v: v >= 1)
+
+
 def non_negative_int(text):
     return _number(text, convert=int, accepted="an integer >= 0", is_valid=lambda v: v >= 0)
 

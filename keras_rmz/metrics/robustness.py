@@ -256,7 +256,7 @@ def _nearest_input_volume(images, input_z, output_z):
 
 
 def permutation_test(
-    model, images, input_z, output_z, truth, roi=None, batch_size=8
+    model, images, input_z, output_z, truth, roi=None, batch_size="auto"
 ):
     """Permutation invariance (paper Fig. 6, Eq. 12-13).
 
@@ -347,7 +347,7 @@ def repetition_test(
     index=0,
     sequences=None,
     roi=None,
-    batch_size=8,
+    batch_size="auto",
 ):
     """Repetition invariance (paper Fig. 7 and S7).
 
@@ -438,7 +438,7 @@ def dpm_noise_test(
     seed=None,
     normalization="euclidean",
     roi=None,
-    batch_size=8,
+    batch_size="auto",
 ):
     """Stability under axial-position errors (paper Fig. 5, Eq. 11).
 
@@ -553,7 +553,7 @@ def nonuniform_spacing_test(
     output_z=None,
     roi=None,
     data_range=None,
-    batch_size=8,
+    batch_size="auto",
 ):
     """Uniform against non-uniform input spacing (paper Fig. 4).
 

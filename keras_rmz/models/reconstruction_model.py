@@ -78,11 +78,12 @@ class ReconstructionModel(PresetMixin, keras.Model):
         images,
         input_z,
         output_z,
-        batch_size=8,
+        batch_size="auto",
         tile_size=None,
         tile_overlap=48,
         normalize="auto",
         verbose="auto",
+        jit_compile="auto",
     ):
         """Infers the image at each output plane from M input planes.
 
@@ -92,7 +93,9 @@ class ReconstructionModel(PresetMixin, keras.Model):
             input_z: array (M,): the z position (µm) of each input plane, in
                 any order and at any spacing.
             output_z: array (K,) or a scalar: the z positions (µm) to infer.
-            batch_size: int, output planes inferred per model call.
+            batch_size: int, output planes inferred per model call, or
+                "auto" (about 256x256x4 output pixels per call on a CPU,
+                1024x1024x4 on a GPU; 1 to 8 planes).
             tile_size: None (whole planes up to 1024x1024, 512-pixel tiles
                 beyond) or an int: planes are cut into overlapping tiles of
                 this size and blended; on out-of-memory the tile size is
@@ -105,6 +108,10 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 to feed the images as given.
             verbose: "auto" (a progress bar when there is more than one
                 model call), True, or False.
+            jit_compile: "auto" (XLA on TensorFlow, including on CPUs where
+                Keras turns it off by default; jax.jit on JAX; eager on
+                PyTorch), True (adds ``torch.compile``) or False. Applies to
+                reconstruction only.
 
         Returns:
             numpy float32 array (K, H, W).
@@ -132,4 +139,5 @@ class ReconstructionModel(PresetMixin, keras.Model):
             tile_overlap=tile_overlap,
             normalize=normalize,
             verbose=verbose,
+            jit_compile=jit_compile,
         )
