@@ -27,6 +27,18 @@ def batch_size(text):
     return _number(text, convert=int, accepted="'auto' or a positive integer", is_valid=lambda v: v >= 1)
 
 
+def add_batch_size_argument(parser):
+    """``--batch-size N|auto``, as ``reconstruct(batch_size=...)`` takes it."""
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default="auto",
+        metavar="N",
+        help="output planes per model call, or 'auto' (default: about 256x256x4 output pixels per call on a CPU, "
+        "1024x1024x4 on a GPU, 1 to 8 planes)",
+    )
+
+
 def non_negative_int(text):
     return _number(text, convert=int, accepted="an integer >= 0", is_valid=lambda v: v >= 0)
 

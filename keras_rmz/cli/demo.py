@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
+from keras_rmz.cli.arguments import add_batch_size_argument
 from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import non_negative_int as _seed
 from keras_rmz.cli.arguments import positive_float as _positive_float
-from keras_rmz.cli.arguments import batch_size as _batch_size
 from keras_rmz.cli.arguments import positive_int as _positive_int
 
 HELP = "reconstruct a simulated bead volume from 3 planes and score it (offline, a few minutes)"
@@ -120,14 +120,7 @@ def add_parser(subparsers):
         metavar="Z",
         help="z (µm) of the input planes (default: M planes Δz apart, centred in the stack)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=_batch_size,
-        default="auto",
-        metavar="N",
-        help="output planes per model call, or 'auto' (default: about 256x256x4 output pixels per call on a CPU, "
-        "1024x1024x4 on a GPU, 1 to 8 planes)",
-    )
+    add_batch_size_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser

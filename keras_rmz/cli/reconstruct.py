@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 
+from keras_rmz.cli.arguments import add_batch_size_argument
 from keras_rmz.cli.arguments import finite_um as _float
-from keras_rmz.cli.arguments import batch_size as _batch_size
 from keras_rmz.cli.arguments import positive_int as _positive_int
 from keras_rmz.cli.arguments import positive_um as _positive_float
 from keras_rmz.cli.main import one_line_errors  # noqa: F401 - shared by the subcommands
@@ -315,14 +315,7 @@ def add_parser(subparsers):
         help="infer in overlapping N x N tiles, blended (default: whole planes up to 1024x1024, else 512); "
         "halved automatically on out-of-memory errors",
     )
-    inference.add_argument(
-        "--batch-size",
-        type=_batch_size,
-        default="auto",
-        metavar="N",
-        help="output planes per model call, or 'auto' (default: about 256x256x4 output pixels per call on a CPU, "
-        "1024x1024x4 on a GPU, 1 to 8 planes)",
-    )
+    add_batch_size_argument(inference)
     normalization = inference.add_mutually_exclusive_group()
     normalization.add_argument(
         "--no-normalize",
