@@ -84,9 +84,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "a5a64ce16e47093ba95dccd0404d15c1b467338fdd5adf2ab2c8045bd0d14250",
-            "metadata.json": "406ff3faf11433dd5469928f6d72954e2e0b4eb7b7b1c40d3fec248ea3789c17",
-            "README.md": "60e9bf1becf38e81d80c5130588dd738deb1dc0db60d27255cf65c0580e94771",
+            "model.weights.h5": "a39824f44a16126d8576a2655541431eb31399375a51fbcb5d7a9792a0f9fada",
+            "metadata.json": "35e9d782a7c0b99e577aae352f78e7cf2fd5988e0f06d3954dbed7470c2fa520",
+            "README.md": "7607c7c075fa7735e11cbd9ed54d9375e92252cf42fe3700f94fa76bfbcd2cab",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
