@@ -5,9 +5,10 @@ For every backend (one subprocess each, so that each has its own peak RSS):
 - ms per output plane of RecurrentMZ (paper config) with M = 2 and 3, DeepZ
   and UNet3D (default configs) at each ``--sizes`` (256 and 1024 by default),
   through ``model.predict_on_batch`` (what ``reconstruct`` calls), one output
-  plane per call, compiled as ``reconstruct`` compiles by default
-  (``jit_compile="auto"``: XLA on TensorFlow, ``jax.jit``, eager PyTorch);
-  the first call (tracing / compilation) is reported apart;
+  plane per call, compiled as ``reconstruct`` compiles it (by default the
+  model's own setting: ``jax.jit`` on JAX, XLA on TensorFlow only with a
+  GPU, eager PyTorch; variants may set ``jit_compile``); the first call
+  (tracing / compilation) is reported apart;
 - FLOPs per output plane, counted analytically from the layer configs
   (``benchmarks/flops.py``) and, on the JAX backend, cross-checked once
   against the convolutions in the traced program and XLA's cost model;
@@ -86,8 +87,6 @@ AUTO_MATMUL_SIZE = 2048
 VARIANTS = {
     "batch4": (BACKENDS, {}, {}, 4, ()),
     "tf_xla": (("tensorflow",), {}, {"jit_compile": True}, 1, ()),
-    # Keras's own default on a CPU (reconstruct's default compiles with XLA).
-    "tf_no_xla": (("tensorflow",), {}, {"jit_compile": False}, 1, ()),
     "torch_threads1": (("torch",), {"OMP_NUM_THREADS": "1"}, {}, 1, ()),
     "torch_omp_passive": (("torch",), {"OMP_WAIT_POLICY": "PASSIVE"}, {}, 1, ()),
     "torch_pr23199": (("torch",), {}, {}, 1, ("keras_pr23199",)),
@@ -95,7 +94,7 @@ VARIANTS = {
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
     "torch_compile": (("torch",), {}, {"jit_compile": True}, 1, ()),
 }
-DEFAULT_VARIANTS = ("batch4", "tf_no_xla", "torch_threads1", "torch_omp_passive", "torch_pr23199", "torch_passive_pr23199")
+DEFAULT_VARIANTS = ("batch4", "tf_xla", "torch_threads1", "torch_omp_passive", "torch_pr23199", "torch_passive_pr23199")
 
 
 
@@ -439,8 +438,7 @@ def measure_models(options, reference_gflops):
             reset_peak_rss()
             _reset_gpu_memory()
             load = os.getloadavg()[0]
-            # Compiled as reconstruct() compiles by default (XLA on
-            # TensorFlow, jax.jit, eager torch), unless a variant says otherwise.
+            # Compiled as reconstruct() compiles (its jit_compile argument).
             from keras_rmz.inference import inference_compilation
 
             with inference_compilation(model, (options.get("overrides") or {}).get("jit_compile", "auto")):

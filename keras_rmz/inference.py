@@ -66,14 +66,18 @@ def auto_batch_size(height, width, num_planes=None, accelerator=None):
     return int(size)
 
 
-def resolve_jit_compile(jit_compile):
-    """The compilation ``reconstruct`` uses: ``"auto"`` is XLA on
-    TensorFlow (Keras turns it off on CPUs for training; for inference it
-    runs the networks 1.3x faster at 1024x1024 on this project's CPU,
-    docs/performance.md) and JAX (always jitted), and eager PyTorch
-    (``torch.compile`` took minutes on a small CPU and gained little)."""
-    if jit_compile == "auto":
-        return keras.backend.backend() in ("tensorflow", "jax")
+def resolve_jit_compile(model, jit_compile):
+    """The compilation ``reconstruct`` uses: ``"auto"`` is the model's own
+    setting (Keras's default: XLA on TensorFlow only with a GPU, ``jax.jit``
+    on JAX, eager PyTorch); True or False overrides it for reconstruction.
+
+    XLA is not the default on a CPU because it does not pay there for every
+    network: measured on this project's 2-core CPU (TensorFlow, one output
+    plane per call), XLA ran RecurrentMZ 1.3x faster at 1024x1024 when the
+    machine was quiet, but 0.7-0.9x as fast at 256x256 under load, and the
+    3D U-Net (3D convolutions) 7x slower (docs/performance.md)."""
+    if isinstance(jit_compile, str) and jit_compile == "auto":
+        return bool(model.jit_compile) if isinstance(model, keras.Model) else False
     if isinstance(jit_compile, bool):
         return jit_compile
     raise ValueError(f"jit_compile must be 'auto', True or False; got {jit_compile!r}")
@@ -88,12 +92,13 @@ _PREDICT_FUNCTIONS = weakref.WeakKeyDictionary()
 @contextlib.contextmanager
 def inference_compilation(model, jit_compile="auto"):
     """Runs the block with the model's predict function compiled as
-    ``resolve_jit_compile(jit_compile)`` says, then restores the model's own
-    setting and predict function."""
-    wanted = resolve_jit_compile(jit_compile)
+    ``resolve_jit_compile(model, jit_compile)`` says, then restores the
+    model's own setting and predict function."""
     if not isinstance(model, keras.Model):  # a stand-in with its own predict_on_batch
+        resolve_jit_compile(model, jit_compile)
         yield
         return
+    wanted = resolve_jit_compile(model, jit_compile)
     saved_flag = bool(model.jit_compile)
     if saved_flag == wanted:
         yield
@@ -256,10 +261,12 @@ def reconstruct_volume(
             uses that one; None uses the images as given.
         verbose: "auto" (a progress bar when the work takes more than one
             model call), True or False.
-        jit_compile: "auto" (XLA on TensorFlow and JAX, eager PyTorch),
-            True (also ``torch.compile`` on PyTorch) or False. Only the
-            prediction compiled for reconstruction changes; the model's own
-            ``fit``/``predict`` settings are left as they are.
+        jit_compile: "auto" (the model's own setting: Keras compiles with
+            XLA on TensorFlow only with a GPU, always with ``jax.jit`` on
+            JAX, never on PyTorch), True (XLA, ``jax.jit`` or
+            ``torch.compile``) or False. Only the prediction compiled for
+            reconstruction changes; the model's own ``fit``/``predict``
+            settings are left as they are.
 
     Returns:
         float32 array (K, H, W) in the input's intensity units.
@@ -270,7 +277,7 @@ def reconstruct_volume(
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be 'auto' or a positive integer; got {batch_size!r}")
         batch_size = int(batch_size)
-    resolve_jit_compile(jit_compile)
+    resolve_jit_compile(model, jit_compile)
     if tile_size is not None and int(tile_size) < MIN_TILE_SIZE:
         raise ValueError(f"tile_size must be None or an integer >= {MIN_TILE_SIZE}; got {tile_size}")
     if int(tile_overlap) < 0:

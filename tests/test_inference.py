@@ -200,10 +200,14 @@ def test_jit_compile_setting_gives_the_same_volume_and_leaves_the_model_as_it_wa
     flag = model.jit_compile
     images = np.random.default_rng(8).random((2, 32, 32)).astype(np.float32)
     plain = model.reconstruct(images, [0.0, 3.0], [1.0, 2.0], jit_compile=False, normalize=None, verbose=False)
-    # "auto": XLA on TensorFlow, jax.jit on JAX, eager PyTorch.
+    # The model's own setting (Keras: XLA on TensorFlow with a GPU, jax.jit, eager torch).
     default = model.reconstruct(images, [0.0, 3.0], [1.0, 2.0], normalize=None, verbose=False)
     np.testing.assert_allclose(default, plain, rtol=1e-4, atol=1e-4)
     assert model.jit_compile == flag
+    if keras.backend.backend() != "torch":  # torch.compile takes minutes on a small CPU
+        compiled = model.reconstruct(images, [0.0, 3.0], [1.0, 2.0], jit_compile=True, normalize=None, verbose=False)
+        np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-4)
+        assert model.jit_compile == flag
     # The model's own predict still works, with its own setting.
     batch = {"images": images[None, ..., None], "input_z": np.array([[0.0, 3.0]]), "output_z": np.array([1.0])}
     np.testing.assert_allclose(np.asarray(model.predict_on_batch(batch))[0, ..., 0], plain[0], rtol=1e-4, atol=1e-4)

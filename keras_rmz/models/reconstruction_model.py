@@ -108,10 +108,11 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 to feed the images as given.
             verbose: "auto" (a progress bar when there is more than one
                 model call), True, or False.
-            jit_compile: "auto" (XLA on TensorFlow, including on CPUs where
-                Keras turns it off by default; jax.jit on JAX; eager on
-                PyTorch), True (adds ``torch.compile``) or False. Applies to
-                reconstruction only.
+            jit_compile: "auto" (the model's own setting: XLA on
+                TensorFlow with a GPU, jax.jit on JAX, eager PyTorch), True
+                (XLA, jax.jit or ``torch.compile``) or False. Applies to
+                reconstruction only; on a CPU XLA helps some networks and
+                sizes and hurts others (docs/performance.md).
 
         Returns:
             numpy float32 array (K, H, W).
