@@ -62,9 +62,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "8866ef1a5299469faf28d8c5664f944d3969ce1dead64654441cb5676642459d",
-            "metadata.json": "a65d6de018444819ac885e73b007c9168af6069686b79dfd84a5a945c2ba9a28",
-            "README.md": "357cd7698811bc30f44e94504787ffbded50463313e4f4855c65b6da0e07e07c",
+            "model.weights.h5": "83a2d2de66e98cbe3b6449ca9a91220a475b418e5580426a0a7c2591cb6ed1dc",
+            "metadata.json": "61a998881865697b8ca37284ca5b2eb5652f517415f357d526c477cac8820bee",
+            "README.md": "e1b3cbbb023ac3d4a7e7b85163eb8d95043a08e7c215460f4f6fcafa32b72286",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -106,9 +106,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "243a7449da1de55ae6de8fbaffa4b9b4b4bbd63d33bff582adbea0cb8b37c1f4",
-            "model.weights.h5": "9febc37f23ea4f780d8a34c536840a12439d87d5bf120dbd077f7398da0c5310",
-            "metadata.json": "5e87bd7bf9c65f53865b476b22426f0fc32218530cb89015d9dab5b09005e88f",
-            "README.md": "b0aed504babdc95639ec17189ed94af56e1650937460639f5eadb51d561ba3b0",
+            "model.weights.h5": "320e6427ee211a2577a9ece34c234e0cae534c9a25dc950b006651164541023d",
+            "metadata.json": "5ab63e184f0062e92c6290092007dc98cd95c64645960a81c57b8fbad0bf9d9c",
+            "README.md": "f701e1442897a9aa32eca3f78f9d0767b029b8cbc7b21beeec87da5f71af0295",
         },
         "metadata": {
             "modality": "widefield -> confocal",
@@ -129,8 +129,8 @@ PRESETS = {
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
             "model.weights.h5": "373ee7b57902ab3124dfddff886718c66df6c1bef089a337d070913cc45bd522",
-            "metadata.json": "eafc4b4bdc1fb5f26d095bd927fe97fd057e31d42a0120a0e260c8b1b303b0a5",
-            "README.md": "9d78f4eb755ef78fb03b0f8449c5d6c274b43c6c6badd05571c16bb1bb4135e6",
+            "metadata.json": "d3594feec29d7b80b9f5798b445e6d3d8c33b941571cdbc51f0aa3ba5967968c",
+            "README.md": "a0d4031e7a829e3d3bed7788bf2b8dfcc6427a65a6f1a5c8c50c541bdc326752",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -150,8 +150,8 @@ PRESETS = {
         "sha256": {
             "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
             "model.weights.h5": "acb7a8e6528c5c42f5f2fb1bb317234e999aec864ad1434d32bd64e09cb122e7",
-            "metadata.json": "e73617fa552fd94fcb39f90d225695859b6547931d6d098603a10eb6c34af1e5",
-            "README.md": "14fc2818f56ef97d6898950b3322a7f2fa8b4f2ef37cd5ec30a084dd80be2ef7",
+            "metadata.json": "0afe69aed75a7052927cd25cb2bc9ba8a081bbd4a23404ef60de1a16fe62fd77",
+            "README.md": "95bd956ce1c70dcd2d088e07169f9da070f0fe880214cd786bb721e5eb32e29d",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
