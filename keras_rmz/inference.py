@@ -200,19 +200,25 @@ def resolve_normalization(model, images, normalize):
 def _predict_planes(model, images, input_z, output_z, batch_size, progress=None):
     """(K, h, w) float32 for one tile, batched across output planes.
 
-    A last, partial batch is padded to the batch size (repeating its last
-    plane), so that every call has the same shape and a compiled predict
-    function (XLA, jax.jit) is not compiled a second time for it."""
+    The K planes are split into calls of (nearly) equal size, at most
+    ``batch_size`` each. For a compiled model (XLA, ``jax.jit``,
+    ``torch.compile``) a shorter last call is padded to the size of the
+    others (repeating its last plane, whose copies are dropped), so that the
+    model is compiled once, not twice, for one plane size."""
     planes = []
-    batch_size = max(1, min(int(batch_size), output_z.shape[0]))
-    for start in range(0, output_z.shape[0], batch_size):
+    total = output_z.shape[0]
+    calls = math.ceil(total / max(1, int(batch_size)))
+    batch_size = math.ceil(total / calls)
+    pad = bool(getattr(model, "jit_compile", False))
+    for start in range(0, total, batch_size):
         chunk = output_z[start : start + batch_size]
         count = chunk.shape[0]
-        if count < batch_size:
+        if pad and count < batch_size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - count)])
+        size = chunk.shape[0]
         batch = {
-            "images": np.broadcast_to(images[None, ..., None], (batch_size, *images.shape, 1)),
-            "input_z": np.broadcast_to(input_z[None], (batch_size, input_z.shape[0])),
+            "images": np.broadcast_to(images[None, ..., None], (size, *images.shape, 1)),
+            "input_z": np.broadcast_to(input_z[None], (size, input_z.shape[0])),
             "output_z": chunk,
         }
         out = model.predict_on_batch(batch)
