@@ -73,9 +73,10 @@ def resolve_jit_compile(model, jit_compile):
 
     XLA is not the default on a CPU because it does not pay there for every
     network: measured on this project's 2-core CPU (TensorFlow, one output
-    plane per call), XLA ran RecurrentMZ 1.3x faster at 1024x1024 when the
-    machine was quiet, but 0.7-0.9x as fast at 256x256 under load, and the
-    3D U-Net (3D convolutions) 7x slower (docs/performance.md)."""
+    plane per call), XLA ran RecurrentMZ at 1024x1024 1.3x faster in one
+    quiet run and 0.77x as fast in another, 0.7-0.9x as fast at 256x256
+    under load, and the 3D U-Net (3D convolutions) 7x slower
+    (docs/performance.md)."""
     if isinstance(jit_compile, str) and jit_compile == "auto":
         return bool(model.jit_compile) if isinstance(model, keras.Model) else False
     if isinstance(jit_compile, bool):
