@@ -5,10 +5,10 @@ For every backend (one subprocess each, so that each has its own peak RSS):
 - ms per output plane of RecurrentMZ (paper config) with M = 2 and 3, DeepZ
   and UNet3D (default configs) at each ``--sizes`` (256 and 1024 by default),
   through ``model.predict_on_batch`` (what ``reconstruct`` calls), one output
-  plane per call, compiled as ``reconstruct`` compiles it (by default the
-  model's own setting: ``jax.jit`` on JAX, XLA on TensorFlow only with a
-  GPU, eager PyTorch; variants may set ``jit_compile``); the first call
-  (tracing / compilation) is reported apart;
+  plane per call, compiled as Keras (and ``reconstruct``) compiles it by
+  default: ``jax.jit`` on JAX, XLA on TensorFlow only with a GPU, eager
+  PyTorch (variants may set ``jit_compile``); the first call (tracing /
+  compilation) is reported apart;
 - FLOPs per output plane, counted analytically from the layer configs
   (``benchmarks/flops.py``) and, on the JAX backend, cross-checked once
   against the convolutions in the traced program and XLA's cost model;
@@ -438,11 +438,7 @@ def measure_models(options, reference_gflops):
             reset_peak_rss()
             _reset_gpu_memory()
             load = os.getloadavg()[0]
-            # Compiled as reconstruct() compiles (its jit_compile argument).
-            from keras_rmz.inference import inference_compilation
-
-            with inference_compilation(model, (options.get("overrides") or {}).get("jit_compile", "auto")):
-                first, walls, cpus = time_predict(model, batch, repeats)
+            first, walls, cpus = time_predict(model, batch, repeats)
             best = min(walls)
             rate = _rate(planes * count["flops"], best)
             achieved[name] = rate

@@ -84,7 +84,7 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
         # so those statistics bring the model's output (and the baselines)
         # back to the normalized units the network was trained to match.
         in_norm = compute_normalization(images)
-        to_truth = (lambda v: in_norm.apply(v)) if confocal else (lambda v: norm.apply(v))
+        to_truth = (in_norm if confocal else norm).apply
         candidates = {
             "model": to_truth(volume.astype(np.float32)),
             "nearest input plane": to_truth(images[np.argmin(np.abs(z[:, None] - input_z[None]), axis=1)]),
