@@ -77,8 +77,10 @@ def recurrent_mz_flops(config, height, width, num_inputs):
         tally.add("encoder", m * (_conv(kk, c_in, mid, p) + _conv(kk, mid, f, p)))
         tally.elementwise += m * per_conv_elementwise * p * (mid + f)
         # Recurrent block (Eq. 2, 4-6): per step an input conv to G*f gate
-        # channels and recurrent convs of the state to G*f channels.
-        tally.add("convgru", gru_layers * m * (_conv(kk, f, gates * f, p) + _conv(kk, f, gates * f, p)))
+        # channels and recurrent convs of the state to G*f channels; the
+        # first step starts from the zero state and skips the recurrent ones
+        # (ConvGRU2D computes them for M - 1 steps).
+        tally.add("convgru", gru_layers * (m * _conv(kk, f, gates * f, p) + (m - 1) * _conv(kk, f, gates * f, p)))
         tally.elementwise += gru_layers * m * p * f * (2 * gates + 6)  # adds, gates, blend
         tally.add("recurrent_1x1", _conv(1, f, f, p))
         tally.elementwise += 2 * p * f

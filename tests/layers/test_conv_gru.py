@@ -146,6 +146,42 @@ def test_golden_go_backwards(gate):
     )
 
 
+@pytest.mark.parametrize("gate", ["minimal", "standard"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_zero_state_start_equals_the_loop_from_zeros(gate, go_backwards, steps):
+    # Without initial_state the first step skips its recurrent convolutions
+    # (they act on zeros); passing zeros runs every step through the loop.
+    layer = make_layer(
+        gate=gate, go_backwards=go_backwards, return_sequences=True,
+        return_state=True, seed=29,
+    )
+    x = random_input((2, steps, 6, 5, 2))
+    sequence, state = layer(x)
+    zeros = np.zeros((2, 6, 5, 3), "float32")
+    loop_sequence, loop_state = layer(x, initial_state=zeros)
+    assert tuple(sequence.shape) == (2, steps, 6, 5, 3)
+    np.testing.assert_allclose(to_numpy(sequence), to_numpy(loop_sequence), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(to_numpy(state), to_numpy(loop_state), atol=1e-6, rtol=0)
+    last = make_layer(gate=gate, go_backwards=go_backwards, seed=29)
+    np.testing.assert_allclose(to_numpy(last(x)), to_numpy(loop_state), atol=1e-6, rtol=0)
+
+
+def test_zero_state_start_skips_the_recurrent_convolutions():
+    # A NaN recurrent kernel poisons every step that convolves the state:
+    # from the zero state the first step does not, so T = 1 stays finite.
+    layer = make_layer(gate="minimal", seed=31)
+    layer.cell.recurrent_kernel.assign(np.full(layer.cell.recurrent_kernel.shape, np.nan, "float32"))
+    x = random_input((1, 1, 5, 5, 2))
+    first = to_numpy(layer(x))
+    assert np.all(np.isfinite(first))
+    kernel, _, bias = cell_weights(layer)
+    # The reference with a zero recurrent kernel: the same first step.
+    _, want = ref.conv_gru(x, kernel, np.zeros((3, 3, 3, 6), "float32"), bias, "minimal", 3)
+    np.testing.assert_allclose(first, want, atol=ATOL, rtol=0)
+    assert np.all(np.isnan(to_numpy(layer(random_input((1, 2, 5, 5, 2))))))
+
+
 @pytest.mark.parametrize("as_list", [False, True])
 def test_golden_initial_state(as_list):
     layer = make_layer(gate="standard", return_sequences=True, seed=11)
