@@ -91,6 +91,9 @@ VARIANTS = {
     "torch_omp_passive": (("torch",), {"OMP_WAIT_POLICY": "PASSIVE"}, {}, 1, ()),
     "torch_pr23199": (("torch",), {}, {}, 1, ("keras_pr23199",)),
     "torch_passive_pr23199": (("torch",), {"OMP_WAIT_POLICY": "PASSIVE"}, {}, 1, ("keras_pr23199",)),
+    # Every ConvGRU step through the loop, the first on the zero state (as
+    # before the zero-state start): what skipping its recurrent convs saves.
+    "convgru_full_loop": (BACKENDS, {}, {}, 1, ("convgru_full_loop",)),
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
     "torch_compile": (("torch",), {}, {"jit_compile": True}, 1, ()),
 }
@@ -103,9 +106,19 @@ def _sig(value, digits=4):
     return float(f"{value:.{digits}g}")
 
 def apply_patch(name):
-    """Benchmark-only patches that preview an upstream fix (never used by
-    the package)."""
-    if name == "keras_pr23199":
+    """Benchmark-only patches that preview an upstream fix or undo one of
+    the package's own (never used by the package)."""
+    if name == "convgru_full_loop":
+        # ConvGRU2D without its zero-state start: the first step's recurrent
+        # convolutions run on zeros. The FLOP count stays the package's, so
+        # compare this variant by its time per plane.
+        from keras_rmz.layers import ConvGRU2D
+
+        def call_from_zero_state(self, sequences, training):
+            return ConvGRU2D.call(self, sequences, initial_state=self._zero_state(sequences), training=training)
+
+        ConvGRU2D._call_from_zero_state = call_from_zero_state
+    elif name == "keras_pr23199":
         # keras-team/keras#23199 (issue #23279): the torch backend's conv
         # copies every channels-last input twice (a .contiguous() NCHW copy,
         # then a channels_last copy of that); one direct channels_last copy
