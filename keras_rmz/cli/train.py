@@ -719,8 +719,22 @@ def _best_row(output, epoch):
     return {}
 
 
-def preset_metadata(config, stacks, run_info, best):
-    """metadata.json of the preset a run writes (keras_rmz.presets.METADATA_FIELDS)."""
+def fine_tuned_from(config, generator):
+    """What a run with ``model.init_preset`` started from: the handle, and
+    the description, training record and sha256 of that preset's metadata
+    (None for a run from scratch)."""
+    handle = config.model["init_preset"]
+    if handle is None:
+        return None
+    base = getattr(generator, "_keras_rmz_preset_metadata", None) or {}
+    return {"preset": handle, **{k: base.get(k) for k in ("description", "training", "sha256")}}
+
+
+def preset_metadata(config, stacks, run_info, best, base=None):
+    """metadata.json of the preset a run writes (keras_rmz.presets.METADATA_FIELDS).
+
+    ``base``: `fine_tuned_from`'s record of the preset a fine-tuning run
+    started from, kept as ``training.fine_tuned_from``."""
     import keras
 
     data = config.data
@@ -773,6 +787,8 @@ def preset_metadata(config, stacks, run_info, best):
         "versions": _versions(),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
     }
+    if base is not None:
+        training["fine_tuned_from"] = base
     metadata = {
         "description": description,
         "modality": modality,
@@ -951,7 +967,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
             best["row"] = last_row
     run_info["state"] = "done"
     run_info["preset"] = PRESET_DIR
-    metadata = preset_metadata(config, stacks, run_info, best)
+    metadata = preset_metadata(config, stacks, run_info, best, base=fine_tuned_from(config, generator))
     save_preset(generator, output / PRESET_DIR, metadata=metadata)
     _write_json_atomic(output / RUN_FILE, run_info)
     return {**result, "state": "done", "preset": str(output / PRESET_DIR)}

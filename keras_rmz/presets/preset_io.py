@@ -356,6 +356,11 @@ def load_preset_folder(
     if load_weights:
         # The name must end in .weights.h5 for Keras: pass the link, not its target.
         model.load_weights(str(preset_file(folder, WEIGHTS_FILE, allowed_root=allowed_root)))
+        # What the weights were made from (verified above), for a fine-tuning
+        # run to record its starting point (keras-rmz train, model.init_preset).
+        model._keras_rmz_preset_metadata = read_preset_json(
+            preset_file(folder, METADATA_FILE, allowed_root=allowed_root), METADATA_FILE
+        )
     return model
 
 

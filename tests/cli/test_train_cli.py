@@ -308,6 +308,7 @@ def test_run_record_and_preset_metadata(sessions):
     assert training["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in run["sessions"]), abs=0.2)
     assert training["backend"] == keras.backend.backend() and training["versions"]["keras"] == keras.__version__
     assert training["config"]["loss"]["adversarial_weight"] == 0.5
+    assert "fine_tuned_from" not in training  # trained from scratch
     assert training["weights"].startswith("best val_psnr")
     best = json.loads((sessions["output"] / "best.json").read_text())
     assert metadata["metrics"]["validation"]["val_psnr"] == pytest.approx(best["value"], rel=1e-6)
@@ -390,6 +391,29 @@ def test_plain_fit_on_confocal_pairs_and_no_resume(confocal_folders, tmp_path, c
 
 
 @pytest.mark.large
+def test_init_preset_run_records_what_it_was_fine_tuned_from(tmp_path, capsys):
+    base = RecurrentMZ(base_filters=2, depth=1)
+    start = save_preset(base, tmp_path / "start", metadata={"description": "the starting point"})
+    base_metadata = json.loads((start / "metadata.json").read_text())
+    config = {
+        "output": str(tmp_path / "tuned"),
+        "model": {"class": "RecurrentMZ", "init_preset": str(start)},
+        "data": {"simulate": {**TINY_SIMULATE, "count": 1, "seed": 0}, **TINY_DATA},
+        "validation": None,
+        "training": {"steps": 1},
+        "optimizer": {"learning_rate": 1e-3},
+        "loss": {"adversarial_weight": 0.0},
+    }
+    code, _, _ = run_cli(capsys, ["train", str(write_config(tmp_path / "tune.yaml", config)), "-q"])
+    assert code == 0
+    training = json.loads((tmp_path / "tuned" / "preset" / "metadata.json").read_text())["training"]
+    lineage = training["fine_tuned_from"]
+    assert lineage["preset"] == str(start) and lineage["description"] == "the starting point"
+    # The starting weights are named by their sha256, as verified on loading.
+    assert lineage["sha256"] == base_metadata["sha256"]
+    assert training["config"]["model"]["init_preset"] == str(start)
+
+
 def test_finetune_example_trains_and_saves_a_preset(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("finetune_example", REPO / "examples" / "finetune.py")
     example = importlib.util.module_from_spec(spec)
