@@ -63,3 +63,38 @@ def test_recipe_differences_follow_the_config(publish):
     paper = {"model": {"config": {}}, "data": {"patch_size": 256, "simulate": None}, "loss": {"adversarial_weight": 0.5}}
     text = publish._recipe_differences(paper)
     assert text == "a higher learning rate with cosine decay"
+
+
+def _training(config, command, steps, fine_tuned_from=None):
+    record = {"config": config, "commands": [command, command + " --max-minutes 60"], "steps": steps,
+              "sessions": 2, "wall_time_s": 3600.0 * steps / 1000, "weights": "last", "backend": "tensorflow",
+              "machine": {"cpu_count": 2}, "adversarial": bool(config["loss"]["adversarial_weight"])}
+    if fine_tuned_from is not None:
+        record["fine_tuned_from"] = {"preset": "runs/fit/preset", "training": fine_tuned_from}
+    return record
+
+
+def test_a_fine_tuned_preset_lists_its_stages_and_their_recipes(publish):
+    fit = {"model": {"config": {"base_filters": 16}, "init_preset": None},
+           "data": {"patch_size": 64, "batch_size": 8, "simulate": None},
+           "optimizer": {"learning_rate": 1e-3, "schedule": "cosine", "warmup_steps": 100, "min_learning_rate": 1e-5},
+           "loss": {"berhu_weight": 3.0, "ms_ssim_weight": 1.0, "adversarial_weight": 0.0}}
+    tune = {**fit, "model": {"config": {}, "init_preset": "runs/fit/preset"},
+            "optimizer": {**fit["optimizer"], "learning_rate": 1e-4, "schedule": "constant"},
+            "loss": {**fit["loss"], "adversarial_weight": 0.1}}
+    record = _training(tune, "keras-rmz train tune.yaml", 2000,
+                       fine_tuned_from=_training(fit, "keras-rmz train fit.yaml", 10500))
+    stages = publish._training_stages(record, "examples/presets/tune.yaml")
+    assert [(what, recipe, training["steps"]) for what, training, recipe in stages] == [
+        ("plain fit", "fit.yaml", 10500), ("fine-tuning", "examples/presets/tune.yaml", 2000)]
+    assert "no discriminator" in publish._stage_recipe(fit, stages[0][1])
+    second = publish._stage_recipe(tune, stages[1][1])
+    assert "fine-tuned from `runs/fit/preset`" in second and "0.1·(D(ŷ) − 1)²" in second and "constant" in second
+    # The architecture's departures come from the first stage; the
+    # discriminator from the second.
+    text = publish._recipe_differences(tune, fit)
+    assert "slimmer network" in text and "no discriminator" not in text
+    assert "the discriminator only in a short fine-tuning after a plain fit" in text
+    # A run from scratch is one stage.
+    assert [what for what, _, _ in publish._training_stages(_training(fit, "keras-rmz train fit.yaml", 10), "r")] == [
+        "training"]

@@ -151,10 +151,14 @@ def _summary(scores, class_short):
             + "; ".join(parts) + ".")
 
 
-def _recipe_differences(config):
-    """The recipe's departures from the paper, read off the training config."""
-    model = config["model"]["config"] or {}
+def _recipe_differences(config, base_config=None):
+    """The recipe's departures from the paper, read off the training config
+    (and, for a fine-tuned preset, the config of the run it started from)."""
+    first = base_config or config
+    model = first["model"]["config"] or {}
     data = config["data"]
+    adversarial = bool(config["loss"].get("adversarial_weight")) or bool(
+        base_config and base_config["loss"].get("adversarial_weight"))
     parts = ["a slimmer network" if model.get("base_filters", 20) < 20 or model.get("depth", 4) < 4 else None,
              "no batch normalization" if model.get("use_batch_norm") is False else None,
              f"{model['activation'].replace('_', ' ')} activations" if model.get("activation") not in (None, "relu")
@@ -165,7 +169,9 @@ def _recipe_differences(config):
              if data.get("normalization_source") == "inputs" else None,
              "a higher learning rate with cosine decay",
              "noise-free targets" if (data.get("simulate") or {}).get("noise_free_targets") else None,
-             "no discriminator" if not config["loss"].get("adversarial_weight") else None]
+             "no discriminator" if not adversarial else None,
+             "the discriminator only in a short fine-tuning after a plain fit" if base_config and adversarial
+             else None]
     return ", ".join(part for part in parts if part)
 
 
@@ -197,12 +203,41 @@ def update_docs_cards(docs=REPOSITORY / "docs" / "presets.md", weights=REPOSITOR
     print(f"updated the preset cards in {docs}")
 
 
+def _stage_recipe(config, training):
+    """One stage's recipe in a sentence: model, patches, optimizer, loss."""
+    model = config["model"]
+    architecture = (f"fine-tuned from `{model['init_preset']}`" if model.get("init_preset")
+                    else f"model {model['config'] or 'paper defaults'}")
+    optimizer = config["optimizer"]
+    schedule = (f"cosine, {optimizer['warmup_steps']} warm-up steps, down to {optimizer['min_learning_rate']:g}"
+                if optimizer["schedule"] == "cosine" else f"constant, {optimizer['warmup_steps']} warm-up steps")
+    loss = config["loss"]
+    return (f"{architecture}, {config['data']['patch_size']} px patches, batch {config['data']['batch_size']}, Adam "
+            f"{optimizer['learning_rate']:g} ({schedule}), loss {loss['berhu_weight']:g}·BerHu + "
+            f"{loss['ms_ssim_weight']:g}·(1 − MS-SSIM)"
+            + (f" + {loss['adversarial_weight']:g}·(D(ŷ) − 1)² against a discriminator" if training.get("adversarial")
+               else ", no discriminator") + ".")
+
+
+def _training_stages(training, recipe_path):
+    """[(what, training record, recipe)] from the first run to the last: a
+    fine-tuned preset lists the run it started from first."""
+    stages = [("fine-tuning" if training.get("fine_tuned_from") else "training", training, recipe_path)]
+    base = training.get("fine_tuned_from")
+    while base and base.get("training"):
+        earlier = base["training"]
+        command = (earlier.get("commands") or [""])[0].split()
+        recipe = command[2] if len(command) > 2 and command[:2] == ["keras-rmz", "train"] else "?"
+        stages.insert(0, ("fine-tuning" if earlier.get("fine_tuned_from") else "plain fit", earlier, recipe))
+        base = earlier.get("fine_tuned_from")
+    return stages
+
+
 def model_card(name, metadata, recipe_path, scores):
     class_short = metadata["class_name"].split(">", 1)[-1]
     training = metadata["training"]
     config = training["config"]
     optics = metadata.get("optics") or {}
-    hours = _elapsed_hours(training.get("run_sessions") or [], training["wall_time_s"])
     held = scores["held_out"]
     summary = _summary(scores, class_short)
     lines = [
@@ -233,23 +268,34 @@ def model_card(name, metadata, recipe_path, scores):
         "## Training", "",
         f"- **Data**: {training['data'].get('simulated', training['data'])} — keras_rmz's simulator "
         "(Gibson-Lanni wide-field PSF, Poisson and read noise), not measured stacks.",
-        f"- **Recipe**: `{recipe_path}` — model {config['model']['config'] or 'paper defaults'}, "
-        f"{config['data']['patch_size']} px patches, batch {config['data']['batch_size']}, Adam "
-        f"{config['optimizer']['learning_rate']:g} ({config['optimizer']['schedule']}, "
-        f"{config['optimizer']['warmup_steps']} warm-up steps, down to {config['optimizer']['min_learning_rate']:g}), "
-        f"loss {config['loss']['berhu_weight']:g}·BerHu + {config['loss']['ms_ssim_weight']:g}·(1 − MS-SSIM)"
-        + (" + adversarial" if training.get("adversarial") else ", no discriminator") + ".",
-        f"- **Budget**: {training['steps']} steps ({training['sessions']} sessions, about {hours:.2f} h from the first "
-        f"session's start to the end, on {training['machine']['cpu_count']} CPU cores shared with other work, "
-        f"{training['backend']} backend); weights: {training['weights']}.",
-        "- **Commands** (the run folder resumes where a session stopped):",
+    ]
+    stages = _training_stages(training, recipe_path)
+    base = training.get("fine_tuned_from")
+    for number, (stage, stage_training, stage_recipe) in enumerate(stages, 1):
+        stage_config = stage_training["config"]
+        prefix = f"Stage {number}, {stage}" if len(stages) > 1 else "Recipe"
+        stage_hours = _elapsed_hours(stage_training.get("run_sessions") or [], stage_training["wall_time_s"])
+        lines += [
+            f"- **{prefix}**: `{stage_recipe}` — " + _stage_recipe(stage_config, stage_training)
+            + f" **Budget**: {stage_training['steps']} steps ({stage_training['sessions']} sessions, about "
+            f"{stage_hours:.2f} h from the first session's start to the end, on "
+            f"{stage_training['machine']['cpu_count']} CPU cores shared with other work, {stage_training['backend']} "
+            f"backend); weights: {stage_training['weights']}.",
+        ]
+    if base:
+        lines.append(f"- **Total budget**: {sum(t['steps'] for _, t, _ in stages)} steps, about "
+                     f"{sum(t['wall_time_s'] for _, t, _ in stages) / 3600:.2f} h of training time.")
+    lines += [
+        "- **Commands** to reproduce it (a run folder resumes where a session stopped, so a run may take several "
+        "sessions; each session's command is in `metadata.json`"
+        + ("; each stage starts from the preset of the one before" if base else "") + "):",
         "",
         "```",
-        *[f"KERAS_BACKEND={training['backend']} {c}" for c in training["commands"]],
+        *[f"KERAS_BACKEND={t['backend']} keras-rmz train {recipe}" for _, t, recipe in stages],
         "```",
         "",
         "Differences from the paper's recipe (Adam 1e-5 for days on a GPU, 256 px patches, adversarial loss): "
-        + _recipe_differences(config) + ", so that training fits hours on a CPU.",
+        + _recipe_differences(config, (base or {}).get("training", {}).get("config")) + ", so that training fits hours on a CPU.",
         "",
         "## Metrics on held-out simulated volumes", "",
         f"Held out: {json.dumps({k: v for k, v in held.items() if k in ('shape', 'z_step_um', 'input_z_um', 'seeds', 'sample', 'truth', 'num_inputs', 'input_spacing_um')})}. "
@@ -276,6 +322,8 @@ def main(argv=None):
     parser.add_argument("name", help="preset name: reads runs/NAME/preset, writes weights/NAME")
     parser.add_argument("--run", default=None, help="preset folder of the run (default runs/NAME/preset)")
     parser.add_argument("--out", default=None, help="destination (default weights/NAME)")
+    parser.add_argument("--recipe", default=None,
+                        help="the run's training config, named in the card (default examples/presets/NAME.yaml)")
     parser.add_argument("--deep-z", default=None, help="Deep-Z preset folder to compare with (bead presets)")
     parser.add_argument("--unet3d", default=None, help="3D U-Net preset folder to compare with (bead presets)")
     parser.add_argument("--volumes", type=int, default=3, help="held-out volumes (default 3)")
@@ -307,7 +355,7 @@ def main(argv=None):
     (source.parent / "scores.json").write_text(json.dumps(scores, indent=1, default=float), encoding="utf-8")
     kept = {k: v for k, v in metadata.items() if k not in COMPUTED_FIELDS}
     kept["metrics"] = json.loads(json.dumps(scores, default=float))
-    recipe = f"examples/presets/{args.name}.yaml"
+    recipe = args.recipe or f"examples/presets/{args.name}.yaml"
     run_file = source.parent / "run.json"
     if run_file.is_file():
         kept["training"] = {**kept["training"],
