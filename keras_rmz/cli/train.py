@@ -924,8 +924,17 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
             flush=True,
         )
 
+    segments = plan_segments(start_step, total, config.steps_per_epoch)
+    if not segments and checkpoint.checkpoint_path.is_file():
+        # Every step was done, but the session stopped before it wrote the
+        # preset: no fit() will restore the checkpoint, so restore it here
+        # (after building the model and optimizer as fit() would), or the
+        # preset would hold the starting weights.
+        model._symbolic_build(data_batch=train_data[0])
+        checkpoint.load(model)
+        model._initial_epoch = None
     with _stop_on_sigterm(control, verbose):
-        for first_epoch, end_epoch, offset, length in plan_segments(start_step, total, config.steps_per_epoch):
+        for first_epoch, end_epoch, offset, length in segments:
             control.offset = offset
             data = EpochWindow(train_data, offset, length)
             # shuffle=False: items are already random by (seed, epoch, index);

@@ -414,6 +414,37 @@ def test_init_preset_run_records_what_it_was_fine_tuned_from(tmp_path, capsys):
     assert training["config"]["model"]["init_preset"] == str(start)
 
 
+def test_a_run_stopped_before_its_preset_writes_the_trained_weights(tmp_path, capsys):
+    # All steps done and checkpointed, then the session died before writing
+    # the preset: the next session has no step to train and must write the
+    # checkpoint's weights, not the starting ones.
+    config = {
+        "output": str(tmp_path / "run"),
+        "model": TINY_MODEL,
+        "data": {"simulate": {**TINY_SIMULATE, "count": 1, "seed": 0}, **TINY_DATA},
+        "validation": None,
+        "training": {"steps": 2, "preset_weights": "last"},
+        "optimizer": {"learning_rate": 1e-2},
+        "loss": {"adversarial_weight": 0.0},
+    }
+    path = write_config(tmp_path / "run.yaml", config)
+    assert run_cli(capsys, ["train", str(path), "-q"])[0] == 0
+    trained = load_preset(str(tmp_path / "run" / "preset")).get_weights()
+    run_file = tmp_path / "run" / "run.json"
+    run = json.loads(run_file.read_text())
+    run["state"], run["preset"] = "running", None
+    run_file.write_text(json.dumps(run))
+    for file in (tmp_path / "run" / "preset").iterdir():
+        file.unlink()
+    (tmp_path / "run" / "preset").rmdir()
+    code, out, _ = run_cli(capsys, ["train", str(path)])
+    assert code == 0 and "resuming at step 2" in out
+    rewritten = load_preset(str(tmp_path / "run" / "preset")).get_weights()
+    for a, b in zip(trained, rewritten, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads(run_file.read_text())["state"] == "done"
+
+
 def test_finetune_example_trains_and_saves_a_preset(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("finetune_example", REPO / "examples" / "finetune.py")
     example = importlib.util.module_from_spec(spec)
