@@ -226,7 +226,8 @@ def _training_stages(training, recipe_path):
     base = training.get("fine_tuned_from")
     while base and base.get("training"):
         earlier = base["training"]
-        command = (earlier.get("commands") or [""])[0].split()
+        # The last session's config: earlier ones may have run a scratch copy.
+        command = (earlier.get("commands") or [""])[-1].split()
         recipe = command[2] if len(command) > 2 and command[:2] == ["keras-rmz", "train"] else "?"
         stages.insert(0, ("fine-tuning" if earlier.get("fine_tuned_from") else "plain fit", earlier, recipe))
         base = earlier.get("fine_tuned_from")

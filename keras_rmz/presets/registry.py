@@ -57,14 +57,14 @@ WEIGHTS_DIR_ENV = "KERAS_RMZ_WEIGHTS_DIR"
 PRESETS = {
     "recurrent_mz_beads_m3": {
         "class_name": "keras_rmz>RecurrentMZ",
-        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 615 nm, 0.1 µm pixels; trained on simulated stacks on a CPU",
+        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 615 nm, 0.1 µm pixels; trained on simulated stacks on a CPU, fine-tuned with the paper's adversarial loss",
         "hub": None,
         "revision": None,
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "83a2d2de66e98cbe3b6449ca9a91220a475b418e5580426a0a7c2591cb6ed1dc",
-            "metadata.json": "61a998881865697b8ca37284ca5b2eb5652f517415f357d526c477cac8820bee",
-            "README.md": "e1b3cbbb023ac3d4a7e7b85163eb8d95043a08e7c215460f4f6fcafa32b72286",
+            "model.weights.h5": "4aba842987694345bef22fd1cb984711076377160e8159491cb15e5baeacee41",
+            "metadata.json": "a89e3008630f1dc0593c8f1f8f55317c2b96cb890a38684a7d087e498ef2c871",
+            "README.md": "69c7dd1d1d03a986755c81457fdafc22c40b51d0f0c496f79151330140a12947",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -129,8 +129,8 @@ PRESETS = {
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
             "model.weights.h5": "373ee7b57902ab3124dfddff886718c66df6c1bef089a337d070913cc45bd522",
-            "metadata.json": "d3594feec29d7b80b9f5798b445e6d3d8c33b941571cdbc51f0aa3ba5967968c",
-            "README.md": "a0d4031e7a829e3d3bed7788bf2b8dfcc6427a65a6f1a5c8c50c541bdc326752",
+            "metadata.json": "f2167a7e755331fc97835db0e9d92b848fbf8a6aa94ade0c1c9ec1158a15ea13",
+            "README.md": "c97e3a3a2a8f9a5a329b7d25f53e52fd18d0e8587263f7e1ef3f972310e4849a",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -150,8 +150,8 @@ PRESETS = {
         "sha256": {
             "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
             "model.weights.h5": "acb7a8e6528c5c42f5f2fb1bb317234e999aec864ad1434d32bd64e09cb122e7",
-            "metadata.json": "0afe69aed75a7052927cd25cb2bc9ba8a081bbd4a23404ef60de1a16fe62fd77",
-            "README.md": "95bd956ce1c70dcd2d088e07169f9da070f0fe880214cd786bb721e5eb32e29d",
+            "metadata.json": "f833cc22d240e3c8f738663243a8c5b93cc2eee6c4989c2366f36f88ef24d64e",
+            "README.md": "4d9984904965a775e62ef2c87ca9531d20c19240fbc49ccc85c8a38f12e6eac0",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
