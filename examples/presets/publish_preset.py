@@ -275,11 +275,15 @@ def model_card(name, metadata, recipe_path, scores):
     for number, (stage, stage_training, stage_recipe) in enumerate(stages, 1):
         stage_config = stage_training["config"]
         prefix = f"Stage {number}, {stage}" if len(stages) > 1 else "Recipe"
-        stage_hours = _elapsed_hours(stage_training.get("run_sessions") or [], stage_training["wall_time_s"])
+        sessions = stage_training.get("run_sessions")
+        # Elapsed time needs the sessions' start times (run.json); without
+        # them only the sum of the sessions' wall times is known.
+        span = (f"{_elapsed_hours(sessions, stage_training['wall_time_s']):.2f} h from the first session's start to "
+                "the end" if sessions else f"{stage_training['wall_time_s'] / 3600:.2f} h of training time")
         lines += [
             f"- **{prefix}**: `{stage_recipe}` — " + _stage_recipe(stage_config, stage_training)
             + f" **Budget**: {stage_training['steps']} steps ({stage_training['sessions']} sessions, about "
-            f"{stage_hours:.2f} h from the first session's start to the end, on "
+            f"{span}, on "
             f"{stage_training['machine']['cpu_count']} CPU cores shared with other work, {stage_training['backend']} "
             f"backend); weights: {stage_training['weights']}.",
         ]

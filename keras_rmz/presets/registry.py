@@ -63,8 +63,8 @@ PRESETS = {
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
             "model.weights.h5": "4aba842987694345bef22fd1cb984711076377160e8159491cb15e5baeacee41",
-            "metadata.json": "a89e3008630f1dc0593c8f1f8f55317c2b96cb890a38684a7d087e498ef2c871",
-            "README.md": "69c7dd1d1d03a986755c81457fdafc22c40b51d0f0c496f79151330140a12947",
+            "metadata.json": "228257b37117257a8bfb3307941605f5602ff62c1d57d16d4930402922827102",
+            "README.md": "887ed258c48905d1c761147fed7ea3f8d36910ae6f3683c39c3f20c2f135a791",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
