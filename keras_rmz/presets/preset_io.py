@@ -334,7 +334,7 @@ def load_preset_folder(
 
     folder = Path(folder)
     where = where or str(folder)
-    verify_preset(folder, expected_sha256, allowed_root=allowed_root, where=where)
+    metadata = verify_preset(folder, expected_sha256, allowed_root=allowed_root, where=where)
     config = read_preset_json(preset_file(folder, CONFIG_FILE, allowed_root=allowed_root), CONFIG_FILE)
     found = resolve_class(config_class_name(config, where), config.get("module"))
     check_model_class(found, model_class, where)
@@ -358,9 +358,7 @@ def load_preset_folder(
         model.load_weights(str(preset_file(folder, WEIGHTS_FILE, allowed_root=allowed_root)))
         # What the weights were made from (verified above), for a fine-tuning
         # run to record its starting point (keras-rmz train, model.init_preset).
-        model._keras_rmz_preset_metadata = read_preset_json(
-            preset_file(folder, METADATA_FILE, allowed_root=allowed_root), METADATA_FILE
-        )
+        model._keras_rmz_preset_metadata = metadata
     return model
 
 
