@@ -617,6 +617,19 @@ def _callback_classes():
             super().__init__(directory, **kwargs)
             self.control = control
 
+        def load(self, model):
+            state = super().load(model)
+            epoch, offset = divmod(self.global_step, self.control.config.steps_per_epoch)
+            if (self.epoch, state["step"]) == (epoch + 1, 0) and offset:
+                # A finished run's short last epoch, now extended (more
+                # steps): that epoch goes on from step `offset`.
+                self.epoch = epoch
+                model._initial_epoch = epoch
+                if self.data is not None and hasattr(self.data, "epoch"):
+                    self.data.epoch = epoch
+                self._last_saved = (epoch, offset, self.global_step)
+            return state
+
         def on_epoch_begin(self, epoch, logs=None):
             super().on_epoch_begin(epoch, logs)
             self.step = self.control.offset
@@ -884,7 +897,11 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     start_step = state["global_step"] if state else 0
     if state and start_step < total:
         expected = divmod(start_step, config.steps_per_epoch)
-        if (state["epoch"], state["step"]) != expected:
+        # A run that finished with a short last epoch (its steps not a
+        # multiple of steps_per_epoch) checkpointed that epoch as complete;
+        # when the run is extended, the epoch goes on (RunCheckpoint.load).
+        extended = expected[1] > 0 and (state["epoch"], state["step"]) == (expected[0] + 1, 0)
+        if (state["epoch"], state["step"]) != expected and not extended:
             raise ValueError(
                 f"the checkpoint in {output} is at epoch {state['epoch']} step {state['step']}, which does not match "
                 f"global step {start_step} with {config.steps_per_epoch} steps per epoch; use --no-resume"

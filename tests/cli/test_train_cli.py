@@ -445,6 +445,40 @@ def test_a_run_stopped_before_its_preset_writes_the_trained_weights(tmp_path, ca
     assert json.loads(run_file.read_text())["state"] == "done"
 
 
+def test_a_finished_run_with_a_short_last_epoch_can_be_extended(tmp_path, capsys):
+    # 3 steps in epochs of 2 end with a one-step epoch, checkpointed as
+    # complete. Raising the steps to 5 must go on inside that epoch and
+    # give what an uninterrupted 5-step run gives.
+    def config(output, steps):
+        return {
+            "output": str(output),
+            "model": TINY_MODEL,
+            "data": {"simulate": {**TINY_SIMULATE, "count": 1, "seed": 0}, **TINY_DATA},
+            "validation": None,
+            "training": {"steps": steps, "steps_per_epoch": 2, "preset_weights": "last"},
+            "optimizer": {"learning_rate": 1e-2},
+            "loss": {"adversarial_weight": 0.0},
+        }
+
+    short = write_config(tmp_path / "short.yaml", config(tmp_path / "run", 3))
+    assert run_cli(capsys, ["train", str(short), "-q"])[0] == 0
+    state = TrainingCheckpoint.read_state(tmp_path / "run")
+    assert (state["epoch"], state["step"], state["global_step"]) == (2, 0, 3)
+    longer = write_config(tmp_path / "longer.yaml", config(tmp_path / "run", 5))
+    code, out, _ = run_cli(capsys, ["train", str(longer)])
+    assert code == 0 and "resuming at step 3" in out
+    state = TrainingCheckpoint.read_state(tmp_path / "run")
+    assert (state["epoch"], state["global_step"]) == (3, 5)
+    straight = write_config(tmp_path / "straight.yaml", config(tmp_path / "straight", 5))
+    assert run_cli(capsys, ["train", str(straight), "-q"])[0] == 0
+    for group in ("model_weights", "optimizer_variables"):
+        for a, b in zip(checkpoint_arrays(tmp_path / "run", group), checkpoint_arrays(tmp_path / "straight", group),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["state"] == "done" and [(s["first_step"], s["last_step"]) for s in run["sessions"]] == [(0, 3), (3, 5)]
+
+
 def test_finetune_example_trains_and_saves_a_preset(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("finetune_example", REPO / "examples" / "finetune.py")
     example = importlib.util.module_from_spec(spec)
