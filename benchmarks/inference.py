@@ -15,10 +15,11 @@ For every backend (one subprocess each, so that each has its own peak RSS):
 - this machine's float32 matrix-multiply rate, measured in the same process
   before and after (numpy and the backend's own matmul, best of several), and
   the achieved GFLOP/s as a fraction of it;
-- ``model.reconstruct`` over several output planes with batch_size=8 against
-  one plane at a time, and a whole volume (101 planes of 1024 x 1024 from
-  M = 3) when it fits the time budget (else measured on fewer planes and
-  extrapolated, marked so);
+- ``model.reconstruct`` over several output planes with the default
+  ``batch_size="auto"`` and with 8 planes per call against one plane at a
+  time, and a whole volume (101 planes of 1024 x 1024 from M = 3) when it
+  fits the time budget (else measured on fewer planes and extrapolated,
+  marked so);
 - peak RSS: of each subprocess (``getrusage`` through ``os.wait4``) and of
   single steps (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``);
 - tiled inference of a 4096 x 4096 image with ``tile_size=512``: its peak RSS
@@ -477,7 +478,8 @@ def measure_models(options, reference_gflops):
 
 
 def measure_batching(options, reference_gflops):
-    """reconstruct over K planes with batch_size=8 against batch_size=1."""
+    """reconstruct over K planes: the default batch_size="auto", 8 planes per
+    call and one plane per call."""
     name = "rmz_m3"
     size = options["batching_size"]
     planes = options["batching_planes"]
@@ -492,16 +494,20 @@ def measure_batching(options, reference_gflops):
     estimate = 2 * 2 * planes * count["flops"] / 1e9 / (0.25 * reference_gflops)
     if options["max_seconds"] and estimate > 2 * options["max_seconds"]:
         return {**result, "skipped": f"estimated {estimate:.0f} s > 2 x --max-seconds"}
-    for batch_size in (8, 1):
+    from keras_rmz.inference import auto_batch_size
+
+    for batch_size in ("auto", 8, 1):
+        per_call = auto_batch_size(size, size, planes) if batch_size == "auto" else batch_size
         # The first call traces / compiles for this batch shape.
         start = time.perf_counter()
-        model.reconstruct(images, input_z, output_z[: min(batch_size, planes)], batch_size=batch_size, verbose=False)
+        model.reconstruct(images, input_z, output_z[: min(per_call, planes)], batch_size=batch_size, verbose=False)
         warm = time.perf_counter() - start
         reset_peak_rss()
         start = time.perf_counter()
         model.reconstruct(images, input_z, output_z, batch_size=batch_size, verbose=False)
         seconds = time.perf_counter() - start
         result[f"batch_size_{batch_size}"] = {
+            "planes_per_call": min(per_call, planes),
             "first_call_s": round(warm, 3),
             "seconds": round(seconds, 3),
             "ms_per_plane": _sig(1000 * seconds / planes),
@@ -511,6 +517,7 @@ def measure_batching(options, reference_gflops):
         }
         _log(options, f"reconstruct {planes} planes {size}x{size}, batch_size={batch_size}: {1000 * seconds / planes:.1f} ms/plane")
     result["speedup_batched"] = round(result["batch_size_1"]["seconds"] / result["batch_size_8"]["seconds"], 3)
+    result["speedup_auto"] = round(result["batch_size_1"]["seconds"] / result["batch_size_auto"]["seconds"], 3)
     return result
 
 
@@ -556,7 +563,7 @@ def measure_volume(options, reference_gflops, per_plane_ms, per_plane_mb=None):
     reset_peak_rss()
     _reset_gpu_memory()
     start = time.perf_counter()
-    model.reconstruct(images, input_z, output_z, verbose=False)  # the package defaults (batch_size=8)
+    model.reconstruct(images, input_z, output_z, verbose=False)  # the package defaults (batch_size="auto")
     seconds = time.perf_counter() - start
     # The measured call includes tracing / compiling, paid once per volume:
     # the planes not measured are added at the steady per-plane time.
@@ -731,7 +738,7 @@ def run_worker(options):
         if isinstance(result.get(key), dict) and "gflops_per_s" in result[key]:
             result[key]["fraction_of_matmul"] = round(result[key]["gflops_per_s"] / result["matmul_reference_gflops"], 3)
     if isinstance(result.get("batching"), dict):
-        for sub in ("batch_size_8", "batch_size_1"):
+        for sub in ("batch_size_auto", "batch_size_8", "batch_size_1"):
             if sub in result["batching"]:
                 entry = result["batching"][sub]
                 entry["fraction_of_matmul"] = round(entry["gflops_per_s"] / result["matmul_reference_gflops"], 3)
@@ -805,13 +812,18 @@ def markdown_report(report):
                 f"{_fmt(row['first_call_s'])} | {_fmt(row['peak_rss_mb'], 0)} | {_fmt(paper, 0)} |")
     batching = [(r["backend"], r["batching"]) for r in report["runs"] if isinstance(r.get("batching"), dict) and "batch_size_8" in r["batching"]]
     if batching:
-        lines += ["", "`model.reconstruct`, RecurrentMZ M = 3, output planes batched (batch_size=8) or one at a time:", "",
-                  "| backend | planes | size | batch_size=8 ms / plane | batch_size=1 ms / plane | speed-up | first call s (8 / 1) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "`model.reconstruct`, RecurrentMZ M = 3, output planes batched (the default batch_size=\"auto\", "
+                  "or 8) or one at a time; speed-up against one at a time:", "",
+                  "| backend | planes | size | auto: planes per call | auto ms / plane | batch_size=8 ms / plane | "
+                  "batch_size=1 ms / plane | speed-up auto | speed-up 8 | peak RSS MB (auto / 8 / 1) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for backend, b in batching:
-            lines.append(f"| {backend} | {b['planes']} | {b['size']} | {_fmt(b['batch_size_8']['ms_per_plane'])} | "
-                         f"{_fmt(b['batch_size_1']['ms_per_plane'])} | {_fmt(b['speedup_batched'], 2)}x | "
-                         f"{_fmt(b['batch_size_8']['first_call_s'])} / {_fmt(b['batch_size_1']['first_call_s'])} |")
+            auto = b.get("batch_size_auto", {})
+            lines.append(f"| {backend} | {b['planes']} | {b['size']} | {auto.get('planes_per_call', '')} | "
+                         f"{_fmt(auto.get('ms_per_plane'))} | {_fmt(b['batch_size_8']['ms_per_plane'])} | "
+                         f"{_fmt(b['batch_size_1']['ms_per_plane'])} | {_fmt(b.get('speedup_auto'), 2)}x | "
+                         f"{_fmt(b['speedup_batched'], 2)}x | {_fmt(auto.get('peak_rss_mb'), 0)} / "
+                         f"{_fmt(b['batch_size_8']['peak_rss_mb'], 0)} / {_fmt(b['batch_size_1']['peak_rss_mb'], 0)} |")
     volumes = [(r["backend"], r["volume"]) for r in report["runs"] if isinstance(r.get("volume"), dict) and "seconds_measured" in r["volume"]]
     if volumes:
         lines += ["", "Whole volume through `model.reconstruct` (package defaults, first call included):", "",

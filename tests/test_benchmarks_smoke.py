@@ -164,8 +164,16 @@ def test_batching_and_volume_run_through_reconstruct(bench):
     options = _options(bench, batching_planes=3, batching_size=32, volume_size=32, volume_planes=5, max_seconds=None)
     batching = bench.measure_batching(options, reference_gflops=10.0)
     assert batching["planes"] == 3
-    for key in ("batch_size_8", "batch_size_1"):
+    for key in ("batch_size_auto", "batch_size_8", "batch_size_1"):
         assert batching[key]["ms_per_plane"] > 0
+    # 3 planes: at most 3 per call; one at a time is 1 per call.
+    assert batching["batch_size_8"]["planes_per_call"] == 3
+    assert batching["batch_size_1"]["planes_per_call"] == 1
+    from keras_rmz.inference import auto_batch_size
+
+    assert batching["batch_size_auto"]["planes_per_call"] == min(3, auto_batch_size(32, 32, 3))
+    assert batching["speedup_auto"] == pytest.approx(
+        batching["batch_size_1"]["seconds"] / batching["batch_size_auto"]["seconds"], rel=0.01)
     volume = bench.measure_volume(options, reference_gflops=10.0, per_plane_ms=None)
     assert volume["measured_planes"] == 5 and not volume["extrapolated"]
     assert volume["seconds_for_volume"] == pytest.approx(volume["seconds_measured"], abs=0.01)
@@ -224,3 +232,23 @@ def test_tiled_peak_memory_is_reported_against_the_untiled_estimate(bench):
     assert result["untiled_measured"][0]["size"] == 32 and result["untiled_measured"][1]["size"] == 64
     assert result["tiled"]["peak_rss_mb"] >= result["tiled"]["rss_before_mb"]
     assert isinstance(result["bounded"], bool)
+
+
+@pytest.mark.backend_independent  # runs the torch backend in its own process, whatever this one uses
+def test_torch_conv_layout_runs_and_the_no_copy_patch_keeps_the_result(tmp_path):
+    pytest.importorskip("torch")
+    import json
+    import subprocess
+
+    command = [sys.executable, str(BENCHMARKS / "torch_conv_layout.py"), "--size", "16", "--channels", "4",
+               "--repeats", "1", "--out", str(tmp_path)]
+    # The script asserts that skipping Keras's input copy leaves the output unchanged.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "torch_conv_layout.json").read_text())
+    settings = {row["setting"] for row in report["rows"]}
+    assert len(report["rows"]) == 5 and any("no input copy" in s for s in settings)
+    assert all(row["ms"] > 0 and row["channels"] == 4 for row in report["rows"])
+    assert report["matmul_gflops"] > 0 and report["profiles"]["4"]
+    assert (tmp_path / "torch_conv_layout.png").stat().st_size > 0
+    assert "| operator | ms | share |" in (tmp_path / "torch_conv_layout.md").read_text()
