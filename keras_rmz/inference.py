@@ -24,10 +24,14 @@ DEFAULT_TILE_SIZE = 512
 MIN_TILE_SIZE = 32
 # batch_size="auto": output planes per model call, so that one call holds
 # about this many output pixels. On a CPU a 256x256 plane already keeps the
-# cores busy and bigger batches only add memory (docs/performance.md:
-# batching measured 0.8-1.0x as fast per plane); an accelerator needs wider
-# calls to fill up.
-AUTO_BATCH_PIXELS_CPU = 4 * 256 * 256
+# cores busy and bigger batches mostly add memory (docs/performance.md, 8
+# planes of 256² on a 2-core CPU, batched against one at a time, three runs:
+# TensorFlow 0.67-0.81x as fast per plane, and 0.73x with 4 planes per call;
+# JAX 0.97-1.08x, 1.16x with 4; PyTorch 0.76-0.94x, 1.07x with 4), so
+# TensorFlow gets one 256² plane per call and the others four; an
+# accelerator needs wider calls to fill up.
+AUTO_BATCH_PIXELS_CPU = {"tensorflow": 256 * 256, "jax": 4 * 256 * 256, "torch": 4 * 256 * 256}
+AUTO_BATCH_PIXELS_CPU_OTHER = 4 * 256 * 256
 AUTO_BATCH_PIXELS_ACCELERATOR = 4 * 1024 * 1024
 MAX_AUTO_BATCH_SIZE = 8
 
@@ -53,13 +57,18 @@ def has_accelerator():
     return False
 
 
-def auto_batch_size(height, width, num_planes=None, accelerator=None):
+def auto_batch_size(height, width, num_planes=None, accelerator=None, backend=None):
     """Output planes per model call for ``batch_size="auto"``: as many as
-    fit ``AUTO_BATCH_PIXELS_CPU`` (or ``_ACCELERATOR``) output pixels, at
-    least 1 and at most ``MAX_AUTO_BATCH_SIZE`` (and ``num_planes``)."""
+    fit ``AUTO_BATCH_PIXELS_CPU[backend]`` (or ``_ACCELERATOR``) output
+    pixels, at least 1 and at most ``MAX_AUTO_BATCH_SIZE`` (and
+    ``num_planes``). ``accelerator`` and ``backend`` default to the running
+    Keras backend's."""
     if accelerator is None:
         accelerator = has_accelerator()
-    budget = AUTO_BATCH_PIXELS_ACCELERATOR if accelerator else AUTO_BATCH_PIXELS_CPU
+    if backend is None:
+        backend = keras.backend.backend()
+    budget = (AUTO_BATCH_PIXELS_ACCELERATOR if accelerator
+              else AUTO_BATCH_PIXELS_CPU.get(backend, AUTO_BATCH_PIXELS_CPU_OTHER))
     size = max(1, min(MAX_AUTO_BATCH_SIZE, budget // max(1, int(height) * int(width))))
     if num_planes is not None:
         size = max(1, min(size, int(num_planes)))
@@ -251,8 +260,9 @@ def reconstruct_volume(
         input_z: (M,) z of each input plane (µm), any order, any spacing.
         output_z: (K,) or scalar, z of the planes to infer (µm).
         batch_size: output planes per model call, or "auto": as many as
-            hold about 256x256x4 output pixels on a CPU (4 planes of 256²,
-            1 of 512² or more) and 1024x1024x4 on a GPU, at most 8.
+            hold about 256x256 output pixels on a CPU with TensorFlow (one
+            plane of 256² or more), 256x256x4 with JAX or PyTorch (4 planes
+            of 256², 1 of 512² or more) and 1024x1024x4 on a GPU, at most 8.
         tile_size: int or None. Planes larger than this are cut into
             overlapping square tiles of this size, inferred one by one and
             blended; None picks whole planes up to 1024x1024 pixels and

@@ -191,14 +191,21 @@ def test_a_compiled_model_sees_one_batch_shape():
 
 
 def test_auto_batch_size_bounds_the_pixels_per_call():
-    assert auto_batch_size(256, 256, accelerator=False) == 4
-    assert auto_batch_size(512, 512, accelerator=False) == 1
-    assert auto_batch_size(1024, 1024, accelerator=False) == 1
-    assert auto_batch_size(64, 64, accelerator=False) == 8  # at most 8
-    assert auto_batch_size(64, 64, num_planes=3, accelerator=False) == 3
+    for backend in ("jax", "torch"):
+        assert auto_batch_size(256, 256, accelerator=False, backend=backend) == 4
+        assert auto_batch_size(512, 512, accelerator=False, backend=backend) == 1
+        assert auto_batch_size(1024, 1024, accelerator=False, backend=backend) == 1
+        assert auto_batch_size(64, 64, accelerator=False, backend=backend) == 8  # at most 8
+        assert auto_batch_size(64, 64, num_planes=3, accelerator=False, backend=backend) == 3
+    # TensorFlow on a CPU ran batched 256² planes slower than one at a time.
+    assert auto_batch_size(256, 256, accelerator=False, backend="tensorflow") == 1
+    assert auto_batch_size(128, 128, accelerator=False, backend="tensorflow") == 4
+    assert auto_batch_size(300, 300, accelerator=False, backend="tensorflow") == 1
+    assert auto_batch_size(256, 256, accelerator=False) == auto_batch_size(
+        256, 256, accelerator=False, backend=keras.backend.backend())
     assert auto_batch_size(1024, 1024, accelerator=True) == 4
     assert auto_batch_size(512, 512, accelerator=True) == 8
-    # reconstruct's default: 256x256 planes on this CPU go 4 per call.
+    # reconstruct's default: 256x256 planes go auto_batch_size(256, 256) per call (4, or 1 with TensorFlow).
     model = OutputZModel()
     reconstruct_volume(model, np.ones((2, 256, 256)), [0, 3], np.arange(10.0), normalize=None, verbose=False)
     sizes = [shape[0] for shape in model.calls]

@@ -34,8 +34,8 @@ def add_batch_size_argument(parser):
         type=batch_size,
         default="auto",
         metavar="N",
-        help="output planes per model call, or 'auto' (default: about 256x256x4 output pixels per call on a CPU, "
-        "1024x1024x4 on a GPU, 1 to 8 planes)",
+        help="output planes per model call, or 'auto' (default: about 256x256 output pixels per call on a CPU "
+        "with TensorFlow, 256x256x4 with JAX or PyTorch, 1024x1024x4 on a GPU; 1 to 8 planes)",
     )
 
 

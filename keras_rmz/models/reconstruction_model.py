@@ -94,8 +94,9 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 any order and at any spacing.
             output_z: array (K,) or a scalar: the z positions (µm) to infer.
             batch_size: int, output planes inferred per model call, or
-                "auto" (about 256x256x4 output pixels per call on a CPU,
-                1024x1024x4 on a GPU; 1 to 8 planes).
+                "auto" (about 256x256 output pixels per call on a CPU with
+                TensorFlow, 256x256x4 with JAX or PyTorch, 1024x1024x4 on a
+                GPU; 1 to 8 planes).
             tile_size: None (whole planes up to 1024x1024, 512-pixel tiles
                 beyond) or an int: planes are cut into overlapping tiles of
                 this size and blended; on out-of-memory the tile size is
