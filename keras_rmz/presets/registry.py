@@ -63,8 +63,8 @@ PRESETS = {
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
             "model.weights.h5": "4aba842987694345bef22fd1cb984711076377160e8159491cb15e5baeacee41",
-            "metadata.json": "228257b37117257a8bfb3307941605f5602ff62c1d57d16d4930402922827102",
-            "README.md": "887ed258c48905d1c761147fed7ea3f8d36910ae6f3683c39c3f20c2f135a791",
+            "metadata.json": "5936eb78078aa420fb40c1bcb64c2873ac89574d9086c3f5674db2ac88779b42",
+            "README.md": "f3280ef69eccffb41c42802e7fb993fe971c617cce31301f5ecfb776add6f888",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -128,9 +128,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
-            "model.weights.h5": "373ee7b57902ab3124dfddff886718c66df6c1bef089a337d070913cc45bd522",
-            "metadata.json": "f2167a7e755331fc97835db0e9d92b848fbf8a6aa94ade0c1c9ec1158a15ea13",
-            "README.md": "c97e3a3a2a8f9a5a329b7d25f53e52fd18d0e8587263f7e1ef3f972310e4849a",
+            "model.weights.h5": "9b2b97bf69dad21216301cd4eb23ee3057b21f561695063d8629bd69fb7dd9cd",
+            "metadata.json": "510ef343f203819b439a6c0461db496ec2ce540d5fc5f94d16266dfd87e6967e",
+            "README.md": "284c5a379e19e2e43733b7960d6a2c75b6cd29c5542f14833b29898a30a9f4ab",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -149,9 +149,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
-            "model.weights.h5": "acb7a8e6528c5c42f5f2fb1bb317234e999aec864ad1434d32bd64e09cb122e7",
-            "metadata.json": "f833cc22d240e3c8f738663243a8c5b93cc2eee6c4989c2366f36f88ef24d64e",
-            "README.md": "4d9984904965a775e62ef2c87ca9531d20c19240fbc49ccc85c8a38f12e6eac0",
+            "model.weights.h5": "6ebf9110273b5add1db6e3e38e12a78c27103a5337c879524f3de7d2bbf5bfbb",
+            "metadata.json": "7797194a740158b4b9f9deb1d8086a17b559d5ed3f408a201e10c541832a427d",
+            "README.md": "6889a6f39c30ebb08f15913082a141ab18263b0cadc4c3704d12042cb50c75d9",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
