@@ -619,10 +619,9 @@ def _callback_classes():
 
         def load(self, model):
             state = super().load(model)
-            epoch, offset = divmod(self.global_step, self.control.config.steps_per_epoch)
-            if (self.epoch, state["step"]) == (epoch + 1, 0) and offset:
-                # A finished run's short last epoch, now extended (more
-                # steps): that epoch goes on from step `offset`.
+            if extends_short_last_epoch(state, self.control.config.steps_per_epoch):
+                # That epoch goes on from step `offset`.
+                epoch, offset = divmod(self.global_step, self.control.config.steps_per_epoch)
                 self.epoch = epoch
                 model._initial_epoch = epoch
                 if self.data is not None and hasattr(self.data, "epoch"):
@@ -661,6 +660,15 @@ def _callback_classes():
                 super().on_epoch_end(epoch, logs)
 
     return EpochWindow, RunControl, RunCheckpoint, RunCSVLogger
+
+
+def extends_short_last_epoch(state, steps_per_epoch):
+    """True for the checkpoint of a run that finished with a short last
+    epoch (its steps not a multiple of ``steps_per_epoch``): that epoch was
+    saved as complete (the next epoch, step 0), and a resumed run with more
+    steps goes on inside it (``RunCheckpoint.load``)."""
+    epoch, offset = divmod(state["global_step"], steps_per_epoch)
+    return offset > 0 and (state["epoch"], state["step"]) == (epoch + 1, 0)
 
 
 def plan_segments(start_step, total_steps, steps_per_epoch):
@@ -897,11 +905,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     start_step = state["global_step"] if state else 0
     if state and start_step < total:
         expected = divmod(start_step, config.steps_per_epoch)
-        # A run that finished with a short last epoch (its steps not a
-        # multiple of steps_per_epoch) checkpointed that epoch as complete;
-        # when the run is extended, the epoch goes on (RunCheckpoint.load).
-        extended = expected[1] > 0 and (state["epoch"], state["step"]) == (expected[0] + 1, 0)
-        if (state["epoch"], state["step"]) != expected and not extended:
+        if (state["epoch"], state["step"]) != expected and not extends_short_last_epoch(state, config.steps_per_epoch):
             raise ValueError(
                 f"the checkpoint in {output} is at epoch {state['epoch']} step {state['step']}, which does not match "
                 f"global step {start_step} with {config.steps_per_epoch} steps per epoch; use --no-resume"
