@@ -90,15 +90,18 @@ VARIANTS = {
     "tf_xla": (("tensorflow",), {}, {"jit_compile": True}, 1, ()),
     "torch_threads1": (("torch",), {"OMP_NUM_THREADS": "1"}, {}, 1, ()),
     "torch_omp_passive": (("torch",), {"OMP_WAIT_POLICY": "PASSIVE"}, {}, 1, ()),
-    "torch_pr23199": (("torch",), {}, {}, 1, ("keras_pr23199",)),
-    "torch_passive_pr23199": (("torch",), {"OMP_WAIT_POLICY": "PASSIVE"}, {}, 1, ("keras_pr23199",)),
+    # Keras's own channels-last convolutions and poolings instead of the
+    # package's copy-free views (keras_rmz.layers.layout): the torch default
+    # before session 7, and the same with Keras fix #23199 applied.
+    "torch_keras_layout": (("torch",), {}, {}, 1, ("keras_layout",)),
+    "torch_pr23199": (("torch",), {}, {}, 1, ("keras_layout", "keras_pr23199")),
     # Every ConvGRU step through the loop, the first on the zero state (as
     # before the zero-state start): what skipping its recurrent convs saves.
     "convgru_full_loop": (BACKENDS, {}, {}, 1, ("convgru_full_loop",)),
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
     "torch_compile": (("torch",), {}, {"jit_compile": True}, 1, ()),
 }
-DEFAULT_VARIANTS = ("batch4", "tf_xla", "torch_threads1", "torch_omp_passive", "torch_pr23199", "torch_passive_pr23199")
+DEFAULT_VARIANTS = ("batch4", "tf_xla", "torch_threads1", "torch_omp_passive", "torch_keras_layout", "torch_pr23199")
 
 
 
@@ -119,6 +122,12 @@ def apply_patch(name):
             return ConvGRU2D.call(self, sequences, initial_state=self._zero_state(sequences), training=training)
 
         ConvGRU2D._call_from_zero_state = call_from_zero_state
+    elif name == "keras_layout":
+        # keras_rmz.layers.layout off: Keras's channels-last ops on every
+        # backend (on torch, a copy to channels-first memory per call).
+        from keras_rmz.layers import layout
+
+        layout._views_channels_first = lambda: False
     elif name == "keras_pr23199":
         # keras-team/keras#23199 (issue #23279): the torch backend's conv
         # copies every channels-last input twice (a .contiguous() NCHW copy,

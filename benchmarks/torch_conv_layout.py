@@ -15,7 +15,10 @@ channels-last like every keras_rmz layer) and times, in one process:
 - ``keras Conv2D + bias + leaky ReLU``: the layer as keras_rmz's blocks run
   it (bias add and activation are separate passes in eager PyTorch);
 - the same layer with Keras's input copy skipped (what Keras fix #23199
-  does; a patch for this script only).
+  does; a patch for this script only);
+- ``keras_rmz.layers.layout.Conv2D``, the subclass that keras_rmz's networks
+  use: the convolution runs channels-first on a transposed *view* of the
+  channels-last tensor, so no copy is made with Keras as it is.
 
 It also profiles the Keras layer (``torch.profiler``: self CPU time per
 operator) and measures the float32 matmul rate in the same process.
@@ -70,9 +73,14 @@ def measure(channels, size, repeats):
 
     torch.manual_seed(0)
     flops = 2 * 9 * channels * channels * size * size
+    from keras_rmz.layers import layout
+
     layer = keras.layers.Conv2D(channels, 3, padding="same", activation="leaky_relu")
     x = keras.random.normal((1, size, size, channels), seed=0)
     layer(x)
+    package_layer = layout.Conv2D(channels, 3, padding="same", activation="leaky_relu")
+    package_layer(x)
+    package_layer.set_weights(layer.get_weights())
     kernel = layer.kernel.value.detach()
     bias = layer.bias.value.detach()
     kernel_oihw = kernel.permute(3, 2, 0, 1)
@@ -98,12 +106,15 @@ def measure(channels, size, repeats):
         "keras.ops.conv": lambda: keras.ops.conv(x, kernel, padding="same"),
         "keras Conv2D + bias + leaky ReLU": lambda: layer(x),
         "keras Conv2D + bias + leaky ReLU, no input copy (fix #23199)": keras_layer_no_copy,
+        "keras_rmz layout.Conv2D + bias + leaky ReLU (the package's layers)": lambda: package_layer(x),
     }
     rows = []
     with torch.no_grad():
         reference = keras.ops.convert_to_numpy(layer(x))
         patched = keras.ops.convert_to_numpy(keras_layer_no_copy())
         assert abs(reference - patched).max() < 1e-4, "the no-copy patch changed the result"
+        ours = keras.ops.convert_to_numpy(package_layer(x))
+        assert abs(reference - ours).max() < 1e-4, "layout.Conv2D changed the result"
         for name, fn in settings.items():
             seconds = best_time(fn, repeats)
             rows.append({"setting": name, "channels": channels, "size": size, "ms": round(1000 * seconds, 2),

@@ -242,12 +242,14 @@ def test_torch_conv_layout_runs_and_the_no_copy_patch_keeps_the_result(tmp_path)
 
     command = [sys.executable, str(BENCHMARKS / "torch_conv_layout.py"), "--size", "16", "--channels", "4",
                "--repeats", "1", "--out", str(tmp_path)]
-    # The script asserts that skipping Keras's input copy leaves the output unchanged.
+    # The script asserts that skipping Keras's input copy, and the package's
+    # layout.Conv2D, leave the output unchanged.
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "torch_conv_layout.json").read_text())
     settings = {row["setting"] for row in report["rows"]}
-    assert len(report["rows"]) == 5 and any("no input copy" in s for s in settings)
+    assert len(report["rows"]) == 6 and any("no input copy" in s for s in settings)
+    assert any("layout.Conv2D" in s for s in settings)
     assert all(row["ms"] > 0 and row["channels"] == 4 for row in report["rows"])
     assert report["matmul_gflops"] > 0 and report["profiles"]["4"]
     assert (tmp_path / "torch_conv_layout.png").stat().st_size > 0

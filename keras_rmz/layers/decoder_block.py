@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import get_activation
 from keras_rmz.layers.conv_gru import serialize_activation
@@ -62,14 +63,14 @@ class DecoderBlock(keras.layers.Layer):
         self.concat = keras.layers.Concatenate(
             axis=-1, dtype=self.dtype_policy, name="concat"
         )
-        self.conv_1 = keras.layers.Conv2D(
+        self.conv_1 = layout.Conv2D(
             filters,
             kernel_size,
             padding="same",
             dtype=self.dtype_policy,
             name="conv_1",
         )
-        self.conv_2 = keras.layers.Conv2D(
+        self.conv_2 = layout.Conv2D(
             filters,
             kernel_size,
             padding="same",

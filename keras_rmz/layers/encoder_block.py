@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import get_activation
 from keras_rmz.layers.conv_gru import serialize_activation
@@ -73,18 +74,18 @@ class EncoderBlock(keras.layers.Layer):
 
         # === Layers ===
         self.pool_layer = (
-            keras.layers.MaxPooling2D(2, dtype=self.dtype_policy, name="pool")
+            layout.MaxPooling2D(2, dtype=self.dtype_policy, name="pool")
             if self.pool
             else None
         )
-        self.conv_1 = keras.layers.Conv2D(
+        self.conv_1 = layout.Conv2D(
             mid_filters or filters // 2,
             kernel_size,
             padding="same",
             dtype=self.dtype_policy,
             name="conv_1",
         )
-        self.conv_2 = keras.layers.Conv2D(
+        self.conv_2 = layout.Conv2D(
             filters,
             kernel_size,
             padding="same",

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import ConvGRU2D
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import serialize_activation
@@ -80,7 +81,7 @@ class RecurrentBlock(keras.layers.Layer):
             )
             for i in range(num_layers)
         ]
-        self.conv_1x1 = keras.layers.Conv2D(
+        self.conv_1x1 = layout.Conv2D(
             filters, 1, dtype=self.dtype_policy, name="conv_1x1"
         )
 

@@ -3,6 +3,7 @@ training): an image -> the probability that it is a real target image."""
 
 import keras
 
+from keras_rmz.layers import layout
 from keras_rmz.presets.preset_mixin import PresetMixin
 
 
@@ -75,10 +76,10 @@ class Discriminator(PresetMixin, keras.Model):
         x = inputs
         for k in range(1, num_blocks + 1):
             filters = base_filters * 2**k
-            x = keras.layers.Conv2D(
+            x = layout.Conv2D(
                 filters, kernel_size, padding="same", activation=activation, name=f"block_{k}_conv_0"
             )(x)
-            x = keras.layers.Conv2D(
+            x = layout.Conv2D(
                 filters, kernel_size, strides=2, padding="same", activation=activation, name=f"block_{k}_conv_1"
             )(x)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

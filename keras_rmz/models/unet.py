@@ -3,14 +3,15 @@ baselines, in the way MONAI's ``BasicUNet`` serves 1D, 2D and 3D alike."""
 
 import keras
 from keras import ops
+from keras_rmz.layers import layout
 
-_CONV = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
+_CONV = {2: layout.Conv2D, 3: layout.Conv3D}
 _CONV_TRANSPOSE = {2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
 _POOL = {
-    ("max", 2): keras.layers.MaxPooling2D,
-    ("max", 3): keras.layers.MaxPooling3D,
-    ("average", 2): keras.layers.AveragePooling2D,
-    ("average", 3): keras.layers.AveragePooling3D,
+    ("max", 2): layout.MaxPooling2D,
+    ("max", 3): layout.MaxPooling3D,
+    ("average", 2): layout.AveragePooling2D,
+    ("average", 3): layout.AveragePooling3D,
 }
 _UPSAMPLE = {2: keras.layers.UpSampling2D, 3: keras.layers.UpSampling3D}
 BLOCKS = ("double_conv", "residual")

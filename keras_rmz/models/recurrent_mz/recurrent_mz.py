@@ -3,6 +3,7 @@ any axial plane from M wide-field images at arbitrary depths."""
 
 import keras
 
+from keras_rmz.layers import layout
 from keras_rmz.layers.decoder_block import DecoderBlock
 from keras_rmz.layers.dpm import DPM
 from keras_rmz.layers.encoder_block import EncoderBlock
@@ -147,7 +148,7 @@ class RecurrentMZ(ReconstructionModel):
             )
             for k, f in enumerate(filters[:-1])
         ]
-        head = keras.layers.Conv2D(1, 1, name="output_conv")
+        head = layout.Conv2D(1, 1, name="output_conv")
         crop = CropToReference(name="crop")
 
         # === Functional Model ===

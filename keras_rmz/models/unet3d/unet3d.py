@@ -4,6 +4,7 @@ one volume, the non-recurrent network Recurrent-MZ is compared with."""
 import keras
 from keras import ops
 
+from keras_rmz.layers import layout
 from keras_rmz.layers.dpm import DPM
 from keras_rmz.layers.sequence_ops import CropToReference, PadToMultiple
 from keras_rmz.models.reconstruction_model import ReconstructionModel
@@ -116,7 +117,7 @@ class UNet3D(ReconstructionModel):
         # Names the 2M-deep volume so that it can be inspected:
         # keras.Model(model.inputs, model.get_layer("volume").output).
         volume_tap = keras.layers.Identity(name="volume")
-        depth_projection = keras.layers.Conv3D(1, (1, 1, 2 * num_inputs), padding="valid", name="depth_projection")
+        depth_projection = layout.Conv3D(1, (1, 1, 2 * num_inputs), padding="valid", name="depth_projection")
         crop = CropToReference(name="crop")
 
         # === Functional Model ===
