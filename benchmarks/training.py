@@ -32,6 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BACKENDS = ("tensorflow", "jax", "torch")
 MODES = ("adversarial", "generator_only")
 
+LAYOUTS = ("package", "keras")
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +45,13 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps (compilation)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / "benchmarks" / "results" / "training.json")
+    parser.add_argument(
+        "--layouts", nargs="+", default=["package"], choices=LAYOUTS,
+        help="'package': keras_rmz's copy-free convolutions (the default); 'keras': Keras's own channels-last "
+        "ops, which copy on torch (timed on torch only; on the other backends they are the same)",
+    )
     parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--layout", choices=LAYOUTS, default="package", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -108,13 +116,18 @@ def run_mode(mode, args):
 def worker(args):
     import keras
 
+    if args.layout == "keras":
+        from keras_rmz.layers import layout
+
+        layout._views_channels_first = lambda: False
+
     backend = keras.backend.backend()
     versions = {"keras": keras.__version__}
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
     versions[module] = __import__(module).__version__
     results = []
     for mode in args.modes:
-        results.append({"backend": backend, **run_mode(mode, args)})
+        results.append({"backend": backend, "layout": args.layout, **run_mode(mode, args)})
     print("RESULT " + json.dumps({"versions": versions, "results": results}), flush=True)
 
 
@@ -149,15 +162,17 @@ def main(argv=None):
         "--modes", *args.modes, "--size", str(args.size), "--num-inputs", str(args.num_inputs),
         "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps),
     ]  # fmt: skip
-    for backend in args.backends:
+    runs = [(b, lay) for b in args.backends for lay in args.layouts if lay == "package" or b == "torch"]
+    for backend, layout in runs:
         env = dict(os.environ, KERAS_BACKEND=backend)
         started = time.perf_counter()
         process = subprocess.run(
-            [sys.executable, __file__, "--worker", backend, *forwarded], env=env, capture_output=True, text=True
+            [sys.executable, __file__, "--worker", backend, "--layout", layout, *forwarded],
+            env=env, capture_output=True, text=True,
         )
         lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
         if process.returncode != 0 or not lines:
-            report["errors"][backend] = process.stderr[-2000:]
+            report["errors"][backend if layout == "package" else f"{backend} ({layout} layout)"] = process.stderr[-2000:]
             print(f"{backend}: failed (exit {process.returncode})", file=sys.stderr)
             continue
         payload = json.loads(lines[-1][len("RESULT ") :])
@@ -167,12 +182,13 @@ def main(argv=None):
             report["results"].append(result)
     report["machine"]["load_average_at_end"] = os.getloadavg()
 
-    header = f"{'backend':<11} {'mode':<15} {'samples/s':>10} {'s/step':>8} {'min s/step':>10} {'first step s':>12}"
+    header = (f"{'backend':<11} {'layout':<8} {'mode':<15} {'samples/s':>10} {'s/step':>8} {'min s/step':>10} "
+              f"{'first step s':>12}")
     print(header)
     print("-" * len(header))
     for r in report["results"]:
         print(
-            f"{r['backend']:<11} {r['mode']:<15} {r['samples_per_s']:>10.3f} {r['step_s']:>8.2f} "
+            f"{r['backend']:<11} {r['layout']:<8} {r['mode']:<15} {r['samples_per_s']:>10.3f} {r['step_s']:>8.2f} "
             f"{r['step_s_min']:>10.2f} {r['first_step_s']:>12.1f}"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)

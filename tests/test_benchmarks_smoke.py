@@ -254,3 +254,24 @@ def test_torch_conv_layout_runs_and_the_no_copy_patch_keeps_the_result(tmp_path)
     assert report["matmul_gflops"] > 0 and report["profiles"]["4"]
     assert (tmp_path / "torch_conv_layout.png").stat().st_size > 0
     assert "| operator | ms | share |" in (tmp_path / "torch_conv_layout.md").read_text()
+
+
+def test_training_benchmark_runs_per_layout(tmp_path):
+    """benchmarks/training.py times both modes in a worker per backend, and on
+    torch also with Keras's own layout ops (--layouts keras), which other
+    backends skip."""
+    import json
+    import subprocess
+
+    backend = keras.backend.backend()
+    output = tmp_path / "training.json"
+    command = [sys.executable, str(BENCHMARKS / "training.py"), "--backends", backend, "--layouts", "package",
+               "keras", "--size", "32", "--batch-size", "1", "--steps", "1", "--modes", "generator_only",
+               "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(output.read_text())
+    assert not report["errors"]
+    layouts = [r["layout"] for r in report["results"]]
+    assert layouts == (["package", "keras"] if backend == "torch" else ["package"])
+    assert all(r["backend"] == backend and r["samples_per_s"] > 0 for r in report["results"])
