@@ -182,6 +182,44 @@ def test_zero_state_start_skips_the_recurrent_convolutions():
     assert np.all(np.isnan(to_numpy(layer(random_input((1, 2, 5, 5, 2))))))
 
 
+@pytest.mark.parametrize("unroll", [None, True, False])
+@pytest.mark.parametrize("gate", ["minimal", "standard"])
+def test_unrolled_and_looped_give_the_equations(unroll, gate):
+    layer = make_layer(gate=gate, return_sequences=True, return_state=True, unroll=unroll, seed=37)
+    x = random_input((2, 4, 6, 5, 2))
+    want_seq, want_last = expected(layer, x)
+    for h0 in (None, np.zeros((2, 6, 5, 3), "float32")):  # zero-state start, and the loop from zeros
+        sequence, state = layer(x, initial_state=h0)
+        np.testing.assert_allclose(to_numpy(sequence), want_seq, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(to_numpy(state), want_last, atol=ATOL, rtol=0)
+
+
+def test_unroll_none_unrolls_short_sequences_of_known_length(monkeypatch):
+    from keras_rmz.layers import conv_gru
+
+    layer = make_layer(seed=41)
+    assert layer.unroll is None
+    assert layer.unrolls(3) and layer.unrolls(conv_gru.AUTO_UNROLL_MAX_STEPS)
+    assert not layer.unrolls(conv_gru.AUTO_UNROLL_MAX_STEPS + 1) and not layer.unrolls(None)
+    assert make_layer(unroll=False).unrolls(3) is False
+    assert make_layer(unroll=True).unrolls(40) is True
+    # Unrolled, each of the T - 1 steps after the zero-state start runs the
+    # cell once (Keras's PyTorch loop would run the first of them twice).
+    calls = []
+    original = conv_gru.ConvGRUCell.call
+
+    def counting(self, inputs, states):
+        calls.append(1)
+        return original(self, inputs, states)
+
+    monkeypatch.setattr(conv_gru.ConvGRUCell, "call", counting)
+    layer(random_input((1, 4, 5, 5, 2)))
+    assert len(calls) == 3
+    assert layer.unroll is None  # the setting survives the call
+    assert assert_config_roundtrip(layer).unroll is None
+    assert assert_config_roundtrip(make_layer(unroll=True)).unroll is True
+
+
 @pytest.mark.parametrize("as_list", [False, True])
 def test_golden_initial_state(as_list):
     layer = make_layer(gate="standard", return_sequences=True, seed=11)
