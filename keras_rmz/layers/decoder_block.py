@@ -6,6 +6,7 @@ from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import get_activation
 from keras_rmz.layers.conv_gru import serialize_activation
+from keras_rmz.layers.fused import conv_batch_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
@@ -20,6 +21,9 @@ class DecoderBlock(keras.layers.Layer):
     where `I` is 2×2 nearest-neighbour up-sampling and `⊕` concatenation on
     channels (up-sampled `y_prev` first, then `skip`). Both convolutions have
     `filters` channels.
+
+    In inference (`training=False`) each batch norm is folded into the
+    convolution before it (`keras_rmz.layers.fused.conv_batch_norm`).
 
     Args:
         filters: int, channels of both convolutions.
@@ -155,13 +159,9 @@ class DecoderBlock(keras.layers.Layer):
             )
         y_prev, skip = inputs
         x = self.concat([self.upsample(y_prev), skip])
-        x = self.conv_1(x)
-        if self.use_batch_norm:
-            x = self.bn_1(x, training=training)
-        x = self.activation(x)
-        x = self.conv_2(x)
-        if self.use_batch_norm:
-            x = self.bn_2(x, training=training)
+        # In inference each batch norm is folded into its convolution.
+        x = self.activation(conv_batch_norm(self.conv_1, self.bn_1, x, training))
+        x = conv_batch_norm(self.conv_2, self.bn_2, x, training)
         return self.activation(x)
 
     def compute_output_shape(self, input_shape):
