@@ -98,6 +98,12 @@ VARIANTS = {
     # Every ConvGRU step through the loop, the first on the zero state (as
     # before the zero-state start): what skipping its recurrent convs saves.
     "convgru_full_loop": (BACKENDS, {}, {}, 1, ("convgru_full_loop",)),
+    # Session 8's two changes undone, one at a time and together: the
+    # ConvGRU's time loop as a Keras loop (not unrolled), batch norm as a
+    # separate pass after each convolution (not folded into it in inference).
+    "convgru_keras_loop": (BACKENDS, {}, {}, 1, ("convgru_keras_loop",)),
+    "bn_unfolded": (BACKENDS, {}, {}, 1, ("bn_unfolded",)),
+    "session7": (BACKENDS, {}, {}, 1, ("convgru_keras_loop", "bn_unfolded")),
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
     "torch_compile": (("torch",), {}, {"jit_compile": True}, 1, ()),
 }
@@ -122,6 +128,22 @@ def apply_patch(name):
             return ConvGRU2D.call(self, sequences, initial_state=self._zero_state(sequences), training=training)
 
         ConvGRU2D._call_from_zero_state = call_from_zero_state
+    elif name == "convgru_keras_loop":
+        # ConvGRU2D(unroll=None) as unroll=False: Keras's symbolic time loop
+        # (on PyTorch it runs the first step twice to learn the output shape).
+        from keras_rmz.layers import ConvGRU2D
+
+        ConvGRU2D.unrolls = lambda self, steps: bool(self.unroll)
+    elif name == "bn_unfolded":
+        # Batch norm as its own layer after the convolution in inference too.
+        from keras_rmz.layers import decoder_block
+        from keras_rmz.layers import encoder_block
+
+        def unfolded(conv, bn, inputs, training=None):
+            outputs = conv(inputs)
+            return outputs if bn is None else bn(outputs, training=training)
+
+        encoder_block.conv_batch_norm = decoder_block.conv_batch_norm = unfolded
     elif name == "keras_layout":
         # keras_rmz.layers.layout off: Keras's channels-last ops on every
         # backend (on torch, a copy to channels-first memory per call).

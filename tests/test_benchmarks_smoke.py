@@ -275,3 +275,68 @@ def test_training_benchmark_runs_per_layout(tmp_path):
     layouts = [r["layout"] for r in report["results"]]
     assert layouts == (["package", "keras"] if backend == "torch" else ["package"])
     assert all(r["backend"] == backend and r["samples_per_s"] > 0 for r in report["results"])
+
+
+def test_session8_variants_undo_the_speedups_but_not_the_result(bench, monkeypatch):
+    """The variants convgru_keras_loop and bn_unfolded put back the Keras time
+    loop and the separate batch-norm pass; the network's output is the same."""
+    from keras_rmz.layers import ConvGRU2D
+    from keras_rmz.layers import decoder_block
+    from keras_rmz.layers import encoder_block
+    from keras_rmz.models import RecurrentMZ
+
+    # Restored after the test: the patches change these module attributes.
+    monkeypatch.setattr(ConvGRU2D, "unrolls", ConvGRU2D.unrolls)
+    monkeypatch.setattr(encoder_block, "conv_batch_norm", encoder_block.conv_batch_norm)
+    monkeypatch.setattr(decoder_block, "conv_batch_norm", decoder_block.conv_batch_norm)
+    batch = bench.make_inputs(1, 3, 32)
+    model = RecurrentMZ(base_filters=4, depth=2)
+    model(batch)
+    rng = np.random.default_rng(0)
+    for variable in model.non_trainable_variables:  # batch-norm statistics that show
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
+    default = keras.ops.convert_to_numpy(model.predict_on_batch(batch))
+    for name in ("convgru_keras_loop", "bn_unfolded"):
+        assert name in bench.VARIANTS
+        bench.apply_patch(name)
+    assert not ConvGRU2D(2, 3).unrolls(3)
+    patched = RecurrentMZ(base_filters=4, depth=2)
+    patched(batch)
+    patched.set_weights(model.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(patched.predict_on_batch(batch)), default,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_conv_ceiling_records_every_convolution_of_the_network(flops):
+    """benchmarks/conv_ceiling.py: the convolutions recorded from one forward
+    pass add up to the analytic FLOP count, and scale with the image."""
+    from keras_rmz.models import RecurrentMZ
+
+    ceiling = _load("conv_ceiling")
+    model = RecurrentMZ(base_filters=4, depth=2)
+    batch = _load("inference").make_inputs(1, 3, 32)
+    calls = ceiling.record_convolutions(model, batch)
+    recorded = sum(ceiling.conv_flops(call) for call in calls)
+    assert recorded == flops.analytic_flops("RecurrentMZ", model.get_config(), 32, 32, 3)["flops"]
+    groups = ceiling.distinct(calls)
+    assert sum(count for _, count in groups) == len(calls) and len(groups) < len(calls)
+    doubled = sum(ceiling.conv_flops(ceiling.scaled(call, 2)) * count for call, count in groups)
+    assert doubled == 4 * recorded
+
+
+def test_interleaved_speedups_keep_the_output(tmp_path):
+    """benchmarks/interleaved.py builds the four settings in one process and
+    reports their times; the settings change speed, not the output."""
+    import json
+    import subprocess
+
+    backend = keras.backend.backend()
+    command = [sys.executable, str(BENCHMARKS / "interleaved.py"), "--backends", backend, "--size", "32",
+               "--repeats", "1", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = json.loads((tmp_path / "interleaved.json").read_text())["runs"]
+    assert run["backend"] == backend
+    assert set(run["seconds"]) == {"default", "loop", "unfolded", "both"}
+    assert all(value > 0 for value in run["seconds"].values())
+    assert run["max_abs_difference"] < 1e-4
