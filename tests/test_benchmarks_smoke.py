@@ -292,10 +292,9 @@ def test_session8_variants_undo_the_speedups_but_not_the_result(bench, monkeypat
     batch = bench.make_inputs(1, 3, 32)
     model = RecurrentMZ(base_filters=4, depth=2)
     model(batch)
-    rng = np.random.default_rng(0)
-    for variable in model.non_trainable_variables:  # batch-norm statistics that show
-        variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
+    _load("interleaved").randomize_batch_norm_statistics(model, np.random.default_rng(0))
     default = keras.ops.convert_to_numpy(model.predict_on_batch(batch))
+    assert default.std() > 1e-3  # a live output, or equality would prove nothing
     for name in ("convgru_keras_loop", "bn_unfolded"):
         assert name in bench.VARIANTS
         bench.apply_patch(name)
@@ -339,4 +338,4 @@ def test_interleaved_speedups_keep_the_output(tmp_path):
     assert run["backend"] == backend
     assert set(run["seconds"]) == {"default", "loop", "unfolded", "both"}
     assert all(value > 0 for value in run["seconds"].values())
-    assert run["max_abs_difference"] < 1e-4
+    assert run["max_abs_difference"] < 1e-4 and run["output_std"] > 1e-3

@@ -334,7 +334,7 @@ class ConvGRU2D(keras.layers.RNN):
             Unrolling the few steps of Recurrent-MZ (M = 2-4) made it faster
             on every backend (RecurrentMZ M = 3: 1.1-1.3× on PyTorch, whose
             Keras loop runs the first step twice to find the output shape;
-            1.02-1.06× on JAX and TensorFlow).
+            1.00-1.06× on JAX and TensorFlow).
         **kwargs: base `keras.layers.RNN` / `Layer` arguments (`name`,
             `dtype`, ...). `stateful=True` is not supported: a persistent
             state would pin H and W.
