@@ -32,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BACKENDS = ("tensorflow", "jax", "torch")
 MODES = ("adversarial", "generator_only")
 
-LAYOUTS = ("package", "keras")
+LAYOUTS = ("package", "keras", "keras_loop")
 
 
 def parse_args(argv=None):
@@ -48,7 +48,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--layouts", nargs="+", default=["package"], choices=LAYOUTS,
         help="'package': keras_rmz's copy-free convolutions (the default); 'keras': Keras's own channels-last "
-        "ops, which copy on torch (timed on torch only; on the other backends they are the same)",
+        "ops, which copy on torch (timed on torch only; on the other backends they are the same); 'keras_loop': "
+        "the package's layers with ConvGRU2D's time loop not unrolled (Keras's loop, before session 8)",
     )
     parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--layout", choices=LAYOUTS, default="package", help=argparse.SUPPRESS)
@@ -120,6 +121,10 @@ def worker(args):
         from keras_rmz.layers import layout
 
         layout._views_channels_first = lambda: False
+    elif args.layout == "keras_loop":
+        from keras_rmz.layers import ConvGRU2D
+
+        ConvGRU2D.unrolls = lambda self, steps: bool(self.unroll)
 
     backend = keras.backend.backend()
     versions = {"keras": keras.__version__}
@@ -162,7 +167,7 @@ def main(argv=None):
         "--modes", *args.modes, "--size", str(args.size), "--num-inputs", str(args.num_inputs),
         "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps),
     ]  # fmt: skip
-    runs = [(b, lay) for b in args.backends for lay in args.layouts if lay == "package" or b == "torch"]
+    runs = [(b, lay) for b in args.backends for lay in args.layouts if lay != "keras" or b == "torch"]
     for backend, layout in runs:
         env = dict(os.environ, KERAS_BACKEND=backend)
         started = time.perf_counter()
@@ -182,13 +187,13 @@ def main(argv=None):
             report["results"].append(result)
     report["machine"]["load_average_at_end"] = os.getloadavg()
 
-    header = (f"{'backend':<11} {'layout':<8} {'mode':<15} {'samples/s':>10} {'s/step':>8} {'min s/step':>10} "
+    header = (f"{'backend':<11} {'layout':<10} {'mode':<15} {'samples/s':>10} {'s/step':>8} {'min s/step':>10} "
               f"{'first step s':>12}")
     print(header)
     print("-" * len(header))
     for r in report["results"]:
         print(
-            f"{r['backend']:<11} {r['layout']:<8} {r['mode']:<15} {r['samples_per_s']:>10.3f} {r['step_s']:>8.2f} "
+            f"{r['backend']:<11} {r['layout']:<10} {r['mode']:<15} {r['samples_per_s']:>10.3f} {r['step_s']:>8.2f} "
             f"{r['step_s_min']:>10.2f} {r['first_step_s']:>12.1f}"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
