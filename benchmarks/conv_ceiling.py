@@ -31,6 +31,7 @@ Prints a table and writes ``benchmarks/results/conv_ceiling[_TAG].{json,md,png}`
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -57,8 +58,6 @@ def _load(name):
 def record_convolutions(model, batch):
     """Every ``layout.conv`` call of one ``model(batch)``: a list of dicts with
     input/kernel/output shapes, strides, padding and dilation."""
-    import keras
-
     from keras_rmz.layers import layout
 
     calls = []
@@ -85,19 +84,12 @@ def record_convolutions(model, batch):
         layout.conv = original
     if not calls:
         raise RuntimeError("no convolution went through keras_rmz.layers.layout.conv")
-    del keras
     return calls
 
 
 def conv_flops(call):
-    kernel = call["kernel"]
-    per_output = 2
-    for d in kernel[:-1]:
-        per_output *= d  # k... * C_in, then * C_out below
-    pixels = 1
-    for d in call["output"][:-1]:
-        pixels *= d  # N * spatial
-    return per_output * kernel[-1] * pixels
+    """2 · k… · C_in · C_out per output pixel, times N · spatial output pixels."""
+    return 2 * math.prod(call["kernel"]) * math.prod(call["output"][:-1])
 
 
 def scaled(call, factor):
