@@ -15,6 +15,7 @@ import weakref
 import keras
 import numpy as np
 
+from keras_rmz.allocator import reuse_freed_memory
 from keras_rmz.data.normalization import Normalization, compute_normalization
 from keras_rmz.models.reconstruction_model import validate_reconstruct_arguments
 
@@ -317,7 +318,9 @@ def reconstruct_volume(
             planes = batch_size
             if planes == "auto":
                 planes = auto_batch_size(min(tile_size, height), min(tile_size, width), output_z.shape[0])
-            with inference_compilation(model, jit_compile):
+            # On PyTorch, large freed blocks are reused instead of faulted in
+            # afresh for every intermediate tensor (keras_rmz.allocator).
+            with inference_compilation(model, jit_compile), reuse_freed_memory():
                 volume = _tiled_predict(model, images, input_z, output_z, planes, tile_size, int(tile_overlap), verbose)
             break
         except Exception as error:  # noqa: BLE001 - re-raised unless it is an OOM

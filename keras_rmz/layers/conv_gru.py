@@ -233,7 +233,8 @@ class ConvGRUCell(keras.layers.Layer):
                 x_h
                 + self._recurrent_conv(f * h_prev, recurrent_kernel[..., n:])
             )
-            h = (1.0 - f) * h_prev + f * h_hat
+            # (1 − f) ⊙ h + f ⊙ ĥ, in three element-wise passes instead of four
+            h = h_prev + f * (h_hat - h_prev)
         else:
             x_z, x_r, x_h = x[..., :n], x[..., n : 2 * n], x[..., 2 * n :]
             h_zr = self._recurrent_conv(h_prev, recurrent_kernel[..., : 2 * n])
@@ -245,7 +246,7 @@ class ConvGRUCell(keras.layers.Layer):
                     r * h_prev, recurrent_kernel[..., 2 * n :]
                 )
             )
-            h = (1.0 - z) * h_prev + z * h_hat
+            h = h_prev + z * (h_hat - h_prev)
         return h, [h]
 
     def state_spatial_shape(self, height, width):

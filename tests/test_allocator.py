@@ -1,0 +1,123 @@
+"""keras_rmz.allocator: large blocks stay on glibc's heap inside the block,
+glibc's defaults come back after it. Checked with glibc's own accounting
+(mallinfo2: bytes in mmapped chunks), not with timings."""
+
+import contextlib
+import ctypes
+
+import numpy as np
+import pytest
+
+from keras_rmz import allocator
+
+BLOCK = 64 * 2**20  # above glibc's largest mmap threshold (32 MB)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _libc():
+    libc = allocator.glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    return libc
+
+
+def _mmapped_by_malloc(libc, size=BLOCK):
+    """Whether a malloc of `size` bytes gets its own mmap right now."""
+    before = libc.mallinfo2().hblkhd
+    pointer = libc.malloc(size)
+    assert pointer
+    try:
+        return libc.mallinfo2().hblkhd - before >= size
+    finally:
+        libc.free(pointer)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    for name in (allocator.ENVIRONMENT_SWITCH, "GLIBC_TUNABLES", *allocator._USER_MALLOC_SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_large_blocks_stay_on_the_heap_inside_and_are_mmapped_again_after(clean_environment):
+    libc = _libc()
+    assert _mmapped_by_malloc(libc)
+    with allocator.reuse_freed_memory(True) as active:
+        assert active
+        assert not _mmapped_by_malloc(libc)
+    assert _mmapped_by_malloc(libc)
+
+
+def test_freed_memory_is_kept_inside_and_returned_after(clean_environment):
+    libc = _libc()
+    with allocator.reuse_freed_memory(True):
+        pointer = libc.malloc(BLOCK)
+        libc.free(pointer)
+        assert libc.mallinfo2().fordblks >= BLOCK  # free, still owned by malloc
+    assert libc.mallinfo2().fordblks < BLOCK  # malloc_trim gave it back
+
+
+def test_nested_blocks_keep_the_setting_until_the_outermost_ends(clean_environment):
+    libc = _libc()
+    with allocator.reuse_freed_memory(True):
+        with allocator.reuse_freed_memory(True):
+            pass
+        assert not _mmapped_by_malloc(libc)
+    assert _mmapped_by_malloc(libc)
+
+
+def test_restored_after_an_exception(clean_environment):
+    libc = _libc()
+    with contextlib.suppress(RuntimeError):
+        with allocator.reuse_freed_memory(True):
+            raise RuntimeError("boom")
+    assert _mmapped_by_malloc(libc)
+
+
+def test_off_switches_leave_malloc_alone(clean_environment, monkeypatch):
+    libc = _libc()
+    with allocator.reuse_freed_memory(False) as active:
+        assert not active and _mmapped_by_malloc(libc)
+    monkeypatch.setenv(allocator.ENVIRONMENT_SWITCH, "0")
+    with allocator.reuse_freed_memory(True) as active:
+        assert not active and _mmapped_by_malloc(libc)
+
+
+def test_auto_is_on_for_torch_only_and_respects_the_users_malloc_settings():
+    assert allocator.wanted("auto", backend="torch", environ={})
+    assert not allocator.wanted("auto", backend="tensorflow", environ={})
+    assert not allocator.wanted("auto", backend="jax", environ={})
+    assert allocator.wanted(True, backend="jax", environ={})
+    assert not allocator.wanted(False, backend="torch", environ={})
+    for environ in ({"KERAS_RMZ_REUSE_MEMORY": "0"}, {"KERAS_RMZ_REUSE_MEMORY": "off"},
+                    {"MALLOC_MMAP_MAX_": "0"}, {"MALLOC_TRIM_THRESHOLD_": "1"},
+                    {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"}):
+        assert not allocator.wanted(True, backend="torch", environ=environ), environ
+    assert allocator.wanted("auto", backend="torch", environ={"GLIBC_TUNABLES": "glibc.rtld.nns=2"})
+    with pytest.raises(ValueError, match="'auto', True or False"):
+        allocator.wanted("yes", backend="torch", environ={})
+
+
+def test_reconstruct_runs_under_it(monkeypatch):
+    from keras_rmz import inference
+    from keras_rmz.models import DeepZ
+
+    calls = []
+
+    @contextlib.contextmanager
+    def recording(enabled="auto"):
+        calls.append(enabled)
+        yield False
+
+    monkeypatch.setattr(inference, "reuse_freed_memory", recording)
+    model = DeepZ(base_filters=4, depth=1)
+    images = np.random.default_rng(0).random((1, 16, 16)).astype(np.float32)
+    model.reconstruct(images, input_z=[0.0], output_z=[0.0, 1.0], normalize=None, verbose=False)
+    assert calls == ["auto"]
