@@ -15,8 +15,8 @@ memory there for reuse (``M_TRIM_THRESHOLD``); on leaving the outermost
 block it restores glibc's defaults and returns the free memory to the
 operating system (``malloc_trim(0)``). This is what jemalloc or tcmalloc
 (``LD_PRELOAD``) give PyTorch on a CPU, scoped to keras_rmz's own work.
-RecurrentMZ (M = 3, 1024²) on PyTorch ran 1.58× faster per plane, with a
-30 % higher peak resident memory (2.34 → 3.07 GB).
+RecurrentMZ (M = 3, 1024²) on PyTorch ran 1.55× faster per plane (3.91 →
+2.52 s), with a 22 % higher peak resident memory (2.49 → 3.04 GB).
 
 ``reconstruct`` uses it by default on the PyTorch backend only (TensorFlow
 and JAX manage their buffers themselves and gained nothing). It does nothing
