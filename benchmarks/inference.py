@@ -712,8 +712,10 @@ def measure_tiling(options):
         kwargs = {"tile_size": tile_size, "tile_overlap": options["tile_overlap"], "verbose": False}
         # Warm-up on one tile's shape (tracing / compiling), then measure.
         model.reconstruct(images[:, :tile_size, :tile_size], input_z, output_z, **kwargs)
-        before = rss_mb()
+        # The baseline is read after the reset: memory freed in between
+        # would otherwise leave the peak below the baseline.
         reset_peak_rss()
+        before = rss_mb()
         start = time.perf_counter()
         model.reconstruct(images, input_z, output_z, **kwargs)
         seconds = time.perf_counter() - start
@@ -732,8 +734,8 @@ def measure_tiling(options):
     from keras_rmz.data import compute_normalization
 
     images = rng.random((num_inputs, big, big), dtype=np.float32)
-    before = rss_mb()
     reset_peak_rss()
+    before = rss_mb()
     normalized = compute_normalization(images).apply(images).astype(np.float32)
     normalization_mb = peak_rss_mb() - before
     del normalized, images
