@@ -1,9 +1,11 @@
 """keras_rmz.allocator: large blocks stay on glibc's heap inside the block,
 glibc's defaults come back after it. Checked with glibc's own accounting
-(mallinfo2: bytes in mmapped chunks), not with timings."""
+(mallinfo2: bytes in mmapped chunks) and the process's resident pages, not
+with timings."""
 
 import contextlib
 import ctypes
+import os
 
 import numpy as np
 import pytest
@@ -29,9 +31,11 @@ def _libc():
     return libc
 
 
-def _mmapped_by_malloc(libc, size=BLOCK):
-    """Whether a malloc of `size` bytes gets its own mmap right now."""
-    before = libc.mallinfo2().hblkhd
+def _mmapped_by_malloc(libc):
+    """Whether a large malloc gets its own mmap right now. The size exceeds
+    all free heap memory, so no free chunk left by earlier work can serve it."""
+    info = libc.mallinfo2()
+    size, before = BLOCK + info.fordblks, info.hblkhd
     pointer = libc.malloc(size)
     assert pointer
     try:
@@ -57,7 +61,7 @@ def test_large_blocks_stay_on_the_heap_inside_and_are_mmapped_again_after(clean_
 
 def _resident_bytes():
     with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_freed_memory_is_kept_inside_and_returned_after(clean_environment):
