@@ -300,7 +300,9 @@ def model_card(name, metadata, recipe_path, scores):
         "```",
         "",
         "Differences from the paper's recipe (Adam 1e-5 for days on a GPU, 256 px patches, adversarial loss): "
-        + _recipe_differences(config, (base or {}).get("training", {}).get("config")) + ", so that training fits hours on a CPU.",
+        # Against the first stage's config: the architecture is fixed there.
+        + _recipe_differences(config, stages[0][1]["config"] if len(stages) > 1 else None)
+        + ", so that training fits hours on a CPU.",
         "",
         "## Metrics on held-out simulated volumes", "",
         f"Held out: {json.dumps({k: v for k, v in held.items() if k in ('shape', 'z_step_um', 'input_z_um', 'seeds', 'sample', 'truth', 'num_inputs', 'input_spacing_um')})}. "

@@ -62,9 +62,9 @@ PRESETS = {
         "revision": None,
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "4aba842987694345bef22fd1cb984711076377160e8159491cb15e5baeacee41",
-            "metadata.json": "5936eb78078aa420fb40c1bcb64c2873ac89574d9086c3f5674db2ac88779b42",
-            "README.md": "f3280ef69eccffb41c42802e7fb993fe971c617cce31301f5ecfb776add6f888",
+            "model.weights.h5": "eac7e3ad1e8d1db9f7e527a23ff256f5d8ac1a3443e0e9a2bec254bf9d741900",
+            "metadata.json": "d789712348e1650d14a6c12faa0fc1e240353ec27a81b12314046bc89f75c831",
+            "README.md": "372155781bdda6807c724a4010e040d6484ee26230e2401806894ddafa734289",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -129,8 +129,8 @@ PRESETS = {
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
             "model.weights.h5": "9b2b97bf69dad21216301cd4eb23ee3057b21f561695063d8629bd69fb7dd9cd",
-            "metadata.json": "510ef343f203819b439a6c0461db496ec2ce540d5fc5f94d16266dfd87e6967e",
-            "README.md": "284c5a379e19e2e43733b7960d6a2c75b6cd29c5542f14833b29898a30a9f4ab",
+            "metadata.json": "1690e51723a6208c0a32024539c921cd7c6bc44f80ae16f45139323f46f428d8",
+            "README.md": "dcca727f96f75dbf08019adbbf14b9be2bde57a77161b5698c3b411347ca3612",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -150,8 +150,8 @@ PRESETS = {
         "sha256": {
             "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
             "model.weights.h5": "6ebf9110273b5add1db6e3e38e12a78c27103a5337c879524f3de7d2bbf5bfbb",
-            "metadata.json": "7797194a740158b4b9f9deb1d8086a17b559d5ed3f408a201e10c541832a427d",
-            "README.md": "6889a6f39c30ebb08f15913082a141ab18263b0cadc4c3704d12042cb50c75d9",
+            "metadata.json": "5fef26a1e8a32cf64f54d161e6a1196ab9839162d26b63cfb9d5ba06f9978ef9",
+            "README.md": "9d48b8117a7c0fab21fbc3c5fcde90fe5751ffcadd3221275f64b1bbf54e66de",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
