@@ -34,6 +34,7 @@ import shlex
 import sys
 import time
 import traceback
+import warnings
 
 import numpy as np
 import scipy.ndimage
@@ -44,6 +45,7 @@ if str(REPOSITORY) not in sys.path:  # run from a checkout without `pip install 
 
 from keras_rmz.cli.demo import default_input_z  # noqa: E402
 from keras_rmz.cli.demo import linear_interpolation  # noqa: E402
+from keras_rmz.out_of_distribution import OutOfDistributionWarning  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Settings
@@ -270,11 +272,17 @@ def _plane_sets(z, input_z):
 
 
 def _call(model, images, input_z, output_z, batch_size):
-    return np.asarray(
-        model.reconstruct(np.asarray(images, np.float32), np.asarray(input_z, np.float64),
-                          np.asarray(output_z, np.float64), batch_size=batch_size, verbose=False),
-        dtype=np.float32,
-    )
+    # The reproduction probes the models outside their training on purpose
+    # (other M, spacings, repeated inputs, noisy DPMs, every plane of the
+    # stack): planes beyond the trained output range are extrapolated and the
+    # out-of-distribution warnings are silenced; the stacks have the
+    # presets' pixel size.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDistributionWarning)
+        volume = model.reconstruct(np.asarray(images, np.float32), np.asarray(input_z, np.float64),
+                                   np.asarray(output_z, np.float64), batch_size=batch_size, verbose=False,
+                                   pixel_um=PIXEL_UM, extrapolate=True)
+    return np.asarray(volume, dtype=np.float32)
 
 
 def deep_z_from_nearest(model, images, input_z, output_z, batch_size=8):

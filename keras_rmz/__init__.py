@@ -44,6 +44,7 @@ _LAZY_ATTRS = {
     "UNet3D": "keras_rmz.models",
     "Discriminator": "keras_rmz.models",
     "list_presets": "keras_rmz.presets",
+    "OutOfDistributionWarning": "keras_rmz.out_of_distribution",
 }
 
 __all__ = ["__version__", *_SUBMODULES, *_LAZY_ATTRS]

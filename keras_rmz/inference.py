@@ -239,11 +239,97 @@ def _predict_planes(model, images, input_z, output_z, batch_size, progress=None)
     return np.concatenate(planes, axis=0)
 
 
+def resample_planes(planes, shape):
+    """``planes`` (N, H, W) resampled to (N, h, w) by scikit-image
+    (``skimage.transform.resize``): bilinear, with a Gaussian anti-aliasing
+    filter along each axis that is downsampled, edges reflected. float32."""
+    from skimage.transform import resize
+
+    planes = np.asarray(planes, dtype=np.float32)
+    shape = tuple(int(n) for n in shape)
+    if planes.shape[1:] == shape:
+        return planes
+    downsampling = shape[0] < planes.shape[1] or shape[1] < planes.shape[2]
+    out = resize(
+        planes,
+        (planes.shape[0], *shape),
+        order=1,
+        mode="reflect",
+        anti_aliasing=downsampling,
+        preserve_range=True,
+    )
+    return out.astype(np.float32)
+
+
+def _unpack_stack(images, input_z, pixel_um):
+    """(images, input_z, pixel_um, stack metadata) of a ``Stack`` or an array."""
+    from keras_rmz.io import Stack
+
+    if not isinstance(images, Stack):
+        if input_z is None:
+            raise ValueError(
+                "input_z (the z of each input plane, µm) is required when images is an array; it may be omitted "
+                "only for a keras_rmz.io.Stack, whose z is used"
+            )
+        return images, input_z, pixel_um, None
+    return (
+        images.data,
+        images.z if input_z is None else input_z,
+        images.pixel_um if pixel_um is None else pixel_um,
+        images.metadata,
+    )
+
+
+def _check_pixel_um(pixel_um):
+    if pixel_um is None:
+        return None
+    if isinstance(pixel_um, (bool, np.bool_)) or not isinstance(pixel_um, (int, float, np.integer, np.floating)):
+        raise ValueError(f"pixel_um must be a number (µm per pixel) or None; got {pixel_um!r}")
+    if not (math.isfinite(float(pixel_um)) and float(pixel_um) > 0):
+        raise ValueError(f"pixel_um must be finite and > 0 (µm per pixel); got {pixel_um!r}")
+    return float(pixel_um)
+
+
+def check_preset_request(model, images, input_z, output_z, *, pixel_um=None, stack_metadata=None, extrapolate=False):
+    """The checks ``reconstruct_volume`` makes before any compute, against
+    the model's ``preset_metadata`` (see ``keras_rmz.out_of_distribution``):
+    raises ValueError (pixel size unknown; output planes beyond the trained
+    range without ``extrapolate``) and warns once
+    (``OutOfDistributionWarning``) for every other mismatch.
+
+    Returns:
+        the (h, w) to resample the (M, H, W) ``images`` to, or None.
+    """
+    from keras_rmz import out_of_distribution as ood
+
+    metadata = getattr(model, "preset_metadata", None)
+    if not metadata:
+        return None
+    mismatches = ood.check_request(
+        metadata,
+        input_z=input_z,
+        output_z=output_z,
+        pixel_um=pixel_um,
+        stack_metadata=stack_metadata,
+        extrapolate=extrapolate,
+    )
+    if mismatches:
+        preset = getattr(model, "_keras_rmz_preset_handle", None)
+        warnings.warn(
+            ood.OutOfDistributionWarning(ood.warning_message(mismatches, preset)),
+            stacklevel=ood.external_stacklevel(),
+        )
+    preset_pixel = ood.preset_pixel_um(metadata)
+    if not ood.needs_resampling(pixel_um, preset_pixel):
+        return None
+    return ood.resampled_shape(np.shape(images)[1:3], pixel_um, preset_pixel)
+
+
 def reconstruct_volume(
     model,
     images,
-    input_z,
-    output_z,
+    input_z=None,
+    output_z=None,
     *,
     batch_size="auto",
     tile_size=None,
@@ -251,15 +337,30 @@ def reconstruct_volume(
     normalize="auto",
     verbose="auto",
     jit_compile="auto",
+    pixel_um=None,
+    extrapolate=False,
 ):
     """Infers the planes at ``output_z`` from M input planes.
+
+    Before any compute (normalization, model call), a model loaded from a
+    preset checks the request against its ``preset_metadata``: the input's
+    pixel size must be known (``pixel_um=`` or a ``Stack``) and is resampled
+    to the preset's when the two differ by more than 2 %; every
+    ``output_z - input_z`` must lie within the trained ``output_range_um``
+    widened by 10 % of its width (else ValueError, unless
+    ``extrapolate=True``); any other mismatch (input spacing outside 0.5-2x
+    the trained one, another M, modality, emission wavelength or NA) gives
+    one ``keras_rmz.OutOfDistributionWarning``. See docs/inference.md.
 
     Args:
         model: a keras_rmz generator (``RecurrentMZ``, ``DeepZ``, ...).
         images: (M, H, W) uint8, uint16 or float: the input planes, in the
-            microscope's units.
-        input_z: (M,) z of each input plane (µm), any order, any spacing.
-        output_z: (K,) or scalar, z of the planes to infer (µm).
+            microscope's units; or a ``keras_rmz.io.Stack`` of them (its
+            ``pixel_um``, its metadata, and its ``z`` unless ``input_z`` is
+            given).
+        input_z: (M,) z of each input plane (µm), any order, any spacing;
+            may be omitted for a Stack.
+        output_z: (K,) or scalar, z of the planes to infer (µm); required.
         batch_size: output planes per model call, or "auto": as many as
             hold about 256x256 output pixels on a CPU with TensorFlow (one
             plane of 256² or more), 256x256x4 with JAX or PyTorch (4 planes
@@ -285,10 +386,22 @@ def reconstruct_volume(
             ``torch.compile``) or False. Only the prediction compiled for
             reconstruction changes; the model's own ``fit``/``predict``
             settings are left as they are.
+        pixel_um: the input's pixel size (µm), overriding a Stack's; needed
+            for an array when the model's preset records a pixel size.
+            Planes are resampled with ``resample_planes`` (scikit-image) to
+            the preset's pixel size, tiled and inferred there, and the
+            output resampled back to exactly (H, W).
+        extrapolate: bool, reconstruct output planes beyond the preset's
+            trained range (with a warning) instead of raising ValueError.
 
     Returns:
-        float32 array (K, H, W) in the input's intensity units.
+        float32 array (K, H, W) in the input's intensity units, at the
+        input's pixel size.
     """
+    images, input_z, pixel_um, stack_metadata = _unpack_stack(images, input_z, pixel_um)
+    if output_z is None:
+        raise ValueError("output_z (the z of the planes to infer, µm) is required")
+    pixel_um = _check_pixel_um(pixel_um)
     images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)
     model.check_num_inputs(images.shape[0])
     if not (isinstance(batch_size, str) and batch_size == "auto"):
@@ -305,9 +418,16 @@ def reconstruct_volume(
             f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size}): neighbouring tiles "
             "share tile_overlap pixels (default 48)"
         )
+    # The preset's guards, before any compute.
+    resampled = check_preset_request(
+        model, images, input_z, output_z, pixel_um=pixel_um, stack_metadata=stack_metadata, extrapolate=extrapolate
+    )
     normalization = resolve_normalization(model, images, normalize)
     if normalization is not None:
         images = normalization.apply(images).astype(np.float32)
+    input_shape = images.shape[1:]
+    if resampled is not None:
+        images = resample_planes(images, resampled)
 
     height, width = images.shape[1:]
     if tile_size is None:
@@ -328,6 +448,8 @@ def reconstruct_volume(
                 raise
             tile_size //= 2
             warnings.warn(f"out of memory; retrying with tile_size={tile_size}", RuntimeWarning, stacklevel=2)
+    if resampled is not None:
+        volume = resample_planes(volume, input_shape)
     if normalization is not None:
         volume = normalization.invert(volume).astype(np.float32)
     return volume
@@ -384,16 +506,19 @@ def adaptive_acquisition(model, images, input_z, output_z, *, epsilon=None, keep
 
     Args:
         model: a generator that accepts any M (``RecurrentMZ``).
-        images: (N, H, W) planes in acquisition order.
-        input_z: (N,) their z (µm).
+        images: (N, H, W) planes in acquisition order, or a
+            ``keras_rmz.io.Stack`` of them.
+        input_z: (N,) their z (µm); may be None for a Stack (its z).
         output_z: (K,) planes of the volume to reconstruct.
         epsilon: optional threshold: stop at the first M >= 2 whose relative
             change is below it.
         keep_volumes: keep each step's volume (else only the last one).
         **kwargs: passed to ``reconstruct_volume`` (``batch_size``,
-            ``tile_size``, ``normalize``, ...). With normalize="auto" the
-            normalization is computed once, from all N planes, so that
-            volumes of different M are in the same units.
+            ``tile_size``, ``normalize``, ``pixel_um``, ``extrapolate``,
+            ...). With normalize="auto" the normalization is computed once,
+            from all N planes, so that volumes of different M are in the
+            same units. A preset model's request is checked once, with all
+            N planes (one ``OutOfDistributionWarning`` at most).
 
     Returns:
         list of ``AcquisitionStep``; the last one is where scanning stopped.
@@ -405,7 +530,15 @@ def adaptive_acquisition(model, images, input_z, output_z, *, epsilon=None, keep
     print([round(s.relative_change, 3) for s in steps])
     ```
     """
+    from keras_rmz.out_of_distribution import OutOfDistributionWarning
+
+    images, input_z, pixel_um, stack_metadata = _unpack_stack(images, input_z, kwargs.pop("pixel_um", None))
+    pixel_um = _check_pixel_um(pixel_um)
     images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)
+    check_preset_request(
+        model, images, input_z, output_z, pixel_um=pixel_um, stack_metadata=stack_metadata,
+        extrapolate=kwargs.get("extrapolate", False),
+    )
     normalize = kwargs.pop("normalize", "auto")
     if normalize == "auto":
         normalize = resolve_normalization(model, images, "auto")
@@ -413,7 +546,11 @@ def adaptive_acquisition(model, images, input_z, output_z, *, epsilon=None, keep
     steps = []
     previous = None
     for m in range(1, images.shape[0] + 1):
-        volume = reconstruct_volume(model, images[:m], input_z[:m], output_z, normalize=normalize, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutOfDistributionWarning)  # warned above, once
+            volume = reconstruct_volume(
+                model, images[:m], input_z[:m], output_z, normalize=normalize, pixel_um=pixel_um, **kwargs
+            )
         if previous is None:
             change = float("nan")
         else:

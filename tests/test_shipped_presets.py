@@ -55,7 +55,8 @@ def test_recurrent_mz_beads_m3_beats_interpolation_on_a_held_out_volume(held_out
     between = np.arange(INPUT_PLANES[0] + 1, INPUT_PLANES[-1])
     between = between[~np.isin(between, INPUT_PLANES)]
     raw = measured.data[INPUT_PLANES].astype(np.float32)
-    volume = model.reconstruct(raw, input_z=z[INPUT_PLANES], output_z=z[between], batch_size=16, verbose=False)
+    volume = model.reconstruct(raw, input_z=z[INPUT_PLANES], output_z=z[between], batch_size=16, verbose=False,
+                               pixel_um=measured.pixel_um)
     assert volume.shape == (len(between), *SHAPE[1:]) and np.isfinite(volume).all()
 
     images = norm.apply(raw.astype(np.float64))
@@ -85,7 +86,8 @@ def test_recurrent_mz_nuclei_m2_beats_interpolation_on_a_held_out_volume():
     z = np.asarray(measured.z, np.float64)
     between = np.arange(NUCLEI_INPUT_PLANES[0] + 1, NUCLEI_INPUT_PLANES[-1])
     raw = measured.data[NUCLEI_INPUT_PLANES].astype(np.float32)
-    volume = model.reconstruct(raw, input_z=z[NUCLEI_INPUT_PLANES], output_z=z[between], verbose=False)
+    volume = model.reconstruct(raw, input_z=z[NUCLEI_INPUT_PLANES], output_z=z[between], verbose=False,
+                               pixel_um=measured.pixel_um)
     assert volume.shape == (len(between), *NUCLEI_SHAPE[1:]) and np.isfinite(volume).all()
 
     interpolation = _interpolate(norm.apply(raw.astype(np.float64)), z[NUCLEI_INPUT_PLANES], z[between])

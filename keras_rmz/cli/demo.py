@@ -301,7 +301,7 @@ def run(args):
 
     say(f"keras-rmz demo: reconstructing {shape[0]} planes with {type(model).__name__} ({args.preset})")
     volume = model.reconstruct(
-        images, input_z, z, batch_size=args.batch_size, verbose=False if args.quiet else "auto"
+        images, input_z, z, batch_size=args.batch_size, verbose=False if args.quiet else "auto", pixel_um=pixel_um
     )
 
     # Scores in the units of a training target: the paper's normalization

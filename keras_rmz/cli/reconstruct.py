@@ -34,7 +34,14 @@ Reads STACK (OME-TIFF, ImageJ or plain TIFF), takes the input planes chosen by
 and writes the volume as OME-TIFF (z = the output positions, the stack's pixel
 size, metadata recording the inputs, the preset and the keras_rmz version).
 Intensities are normalized as the paper does and mapped back to the stack's
-units (--no-normalize to skip)."""
+units (--no-normalize to skip).
+
+Before the model is loaded, the request is checked against the preset's
+metadata: planes at another pixel size than the preset's are resampled to it
+(and the volume back to the stack's pixel size), output planes beyond the
+range the preset was trained for are refused (--extrapolate to reconstruct
+them anyway), and any other mismatch (input spacing, number of inputs,
+modality, emission wavelength, NA) is reported in one warning."""
 
 EPILOG = """\
 --output-z takes START:STOP:STEP ranges and single values, in µm, e.g.
@@ -47,7 +54,7 @@ take "-2:2:0.1" for an option).
 examples:
   keras-rmz reconstruct beads.ome.tif --input-z 3 6 9 --output-z 0:10:0.1 \\
       --preset recurrent_mz_beads_m3 -o recon.ome.tif
-  keras-rmz reconstruct raw.tif --z-step 0.2 --pixel-size 0.1 \\
+  keras-rmz reconstruct raw.tif --z-step 0.2 --pixel-um 0.065 \\
       --input-planes 10 45 80 --output-z 0:18:0.2 --preset ./my_preset \\
       -o recon.ome.tif --figure recon.png"""
 
@@ -191,11 +198,14 @@ def select_input_planes(stack, input_z=None, input_planes=None):
     return indices
 
 
-def read_input_stack(path, *, z_step_um=None, pixel_um=None, channel=None, channel_option="--channel"):
+def read_input_stack(
+    path, *, z_step_um=None, pixel_um=None, channel=None, channel_option="--channel", pixel_option="--pixel-size"
+):
     """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
     the file does not record them: a file that records its physical sizes is
     read as it is (non-uniform z positions included). Errors name the
-    command-line options that fix them."""
+    command-line options that fix them (``pixel_option`` for the pixel
+    size)."""
     from keras_rmz.io import read_stack
 
     attempts = [{}]
@@ -212,7 +222,7 @@ def read_input_stack(path, *, z_step_um=None, pixel_um=None, channel=None, chann
             last_error = error
     message = str(last_error)
     if "does not record" in message:
-        message += " Pass --z-step and/or --pixel-size (µm)."
+        message += f" Pass --z-step and/or {pixel_option} (µm)."
     elif "channel=" in message and channel_option:
         message += f" Pass {channel_option}."
     raise ValueError(message) from last_error
@@ -232,6 +242,18 @@ def load_model(handle):
     from keras_rmz.presets import load_preset
 
     return load_preset(handle)
+
+
+def read_metadata(handle):
+    """The preset's verified metadata.json, without building the model
+    (``keras_rmz.presets.read_preset_metadata``), or None when it cannot be
+    read: then ``load_model`` reports why."""
+    from keras_rmz.presets import read_preset_metadata
+
+    try:
+        return read_preset_metadata(handle)
+    except (ValueError, OSError):
+        return None
 
 
 def check_output_path(path, suffixes, what):
@@ -282,7 +304,13 @@ def add_parser(subparsers):
         "--z-step", type=_positive_float, metavar="UM", help="z spacing (µm), used if STACK does not record it"
     )
     source.add_argument(
-        "--pixel-size", type=_positive_float, metavar="UM", help="pixel size (µm), used if STACK does not record it"
+        "--pixel-um",
+        "--pixel-size",
+        dest="pixel_um",
+        type=_positive_float,
+        metavar="UM",
+        help="pixel size (µm), used if STACK does not record it (--pixel-size is an alias). Planes whose pixel "
+        "size differs from the preset's by more than 2%% are resampled to it, and the volume back",
     )
     source.add_argument("--channel", type=int, metavar="C", help="channel to read from a multi-channel file")
 
@@ -328,6 +356,13 @@ def add_parser(subparsers):
         help="compute the normalization from every plane of STACK, as the paper's training data were, "
         "instead of from the input planes only",
     )
+    inference.add_argument(
+        "--extrapolate",
+        action="store_true",
+        help="reconstruct output planes whose distance to the input planes lies beyond the range the preset "
+        "was trained for (its output_range_um, widened by 10%% of its width), with a warning, instead of "
+        "refusing them",
+    )
     inference.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run)
     return parser
@@ -346,15 +381,41 @@ def run(args):
     if figure_path is not None and figure_path.resolve() == output_path.resolve():
         raise ValueError("--figure and --output name the same file")
     output_z = parse_output_z(args.output_z)
-    stack = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_size, channel=args.channel)
+    stack = read_input_stack(
+        args.stack,
+        z_step_um=args.z_step,
+        pixel_um=args.pixel_um,
+        channel=args.channel,
+        pixel_option="--pixel-um (or --pixel-size)",
+    )
     indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)
     images = stack.data[indices]
     input_z = stack.z[indices]
     if not np.all(np.isfinite(images)):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
 
+    # The preset's guards, from its metadata.json, before the model is loaded.
+    from keras_rmz import out_of_distribution as ood
+
+    preset_metadata = read_metadata(args.preset)
+    mismatches = ood.check_request(
+        preset_metadata,
+        input_z=input_z,
+        output_z=output_z,
+        pixel_um=stack.pixel_um,
+        stack_metadata=stack.metadata,
+        extrapolate=args.extrapolate,
+        options=ood.CLI_OPTIONS,
+    )
+    if mismatches:
+        print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
+    preset_pixel = ood.preset_pixel_um(preset_metadata)
+    resampled = ood.needs_resampling(stack.pixel_um, preset_pixel)
+
     # Imported only now: a mistake in the arguments is reported before a
     # deep-learning backend is started.
+    import warnings
+
     from keras_rmz import inference
 
     model = load_model(args.preset)
@@ -365,16 +426,20 @@ def run(args):
         if args.normalize_from_stack and not np.all(np.isfinite(source)):
             raise ValueError("STACK holds NaN or inf values; --normalize-from-stack needs finite intensities")
         normalization = inference.resolve_normalization(model, source, "auto")
-    volume = inference.reconstruct_volume(
-        model,
-        images,
-        input_z,
-        output_z,
-        batch_size=args.batch_size,
-        tile_size=args.tile_size,
-        normalize=normalization,
-        verbose=not args.quiet,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
+        volume = inference.reconstruct_volume(
+            model,
+            images,
+            input_z,
+            output_z,
+            batch_size=args.batch_size,
+            tile_size=args.tile_size,
+            normalize=normalization,
+            verbose=not args.quiet,
+            pixel_um=stack.pixel_um,
+            extrapolate=args.extrapolate,
+        )
 
     metadata = dict(stack.metadata)
     metadata.update(
@@ -392,6 +457,10 @@ def run(args):
                 ),
                 "batch_size": args.batch_size,
                 "tile_size": args.tile_size,
+                "pixel_um": stack.pixel_um,
+                "resampled_to_pixel_um": preset_pixel if resampled else None,
+                "extrapolate": bool(args.extrapolate),
+                "out_of_distribution": mismatches,
             },
         }
     )
@@ -405,6 +474,11 @@ def run(args):
             f"z = {output_z.min():g}..{output_z.max():g} µm, from {len(indices)} input planes at z = "
             + ", ".join(f"{z:g}" for z in input_z)
             + " µm"
+            + (
+                f" (resampled from {stack.pixel_um:g} to the preset's {preset_pixel:g} µm pixels and back)"
+                if resampled
+                else ""
+            )
             + (f"; figure {figure_path}" if figure_path is not None else ""),
             file=sys.stdout,
         )

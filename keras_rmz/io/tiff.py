@@ -132,6 +132,7 @@ def _read_ome(xml, series_index, channel):
             position = _ome_length_um(plane, "PositionZ", default_unit="reference frame")
             if position is not None:
                 out["plane_z_um"].setdefault(z, position)
+    out["acquisition"] = _read_ome_acquisition(root, image, pixels, channel)
     refs = {el.get("ID") for el in image if _local(el.tag) == "AnnotationRef"}
     for el in root.iter():
         if (
@@ -148,6 +149,36 @@ def _read_ome(xml, series_index, channel):
             if isinstance(metadata, dict):
                 out["metadata"] = metadata
     return out
+
+
+def _read_ome_acquisition(root, image, pixels, channel):
+    """What OME-XML records of the acquisition, for ``Stack.metadata``:
+    ``modality`` (``Channel@AcquisitionMode``, e.g. "WideField"),
+    ``optics.emission_wavelength_um`` (``Channel@EmissionWavelength``) and
+    ``optics.na`` (the image's ``Objective@LensNA``); only those present."""
+    found, optics = {}, {}
+    channels = [el for el in (pixels if pixels is not None else []) if _local(el.tag) == "Channel"]
+    if channels:
+        try:
+            the_c = 0 if channel is None else int(channel) % len(channels)
+        except (TypeError, ValueError):
+            the_c = 0
+        chosen = channels[the_c]
+        if chosen.get("AcquisitionMode"):
+            found["modality"] = chosen.get("AcquisitionMode")
+        wavelength = _positive(_ome_length_um(chosen, "EmissionWavelength", default_unit="nm"))
+        if wavelength is not None:
+            optics["emission_wavelength_um"] = wavelength
+    objectives = {el.get("ID"): el for el in root.iter() if _local(el.tag) == "Objective"}
+    settings = next((el for el in image if _local(el.tag) == "ObjectiveSettings"), None)
+    objective = objectives.get(settings.get("ID")) if settings is not None else None
+    if objective is None and len(objectives) == 1:
+        objective = next(iter(objectives.values()))
+    if objective is not None and _positive(objective.get("LensNA")) is not None:
+        optics["na"] = _positive(objective.get("LensNA"))
+    if optics:
+        found["optics"] = optics
+    return found
 
 
 def _read_imagej(ij, page):
@@ -266,7 +297,11 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
 
     Returns:
         A ``Stack`` with the file's dtype; ``metadata`` is what ``write_stack``
-        stored, or ``{}``.
+        stored, or ``{}``, completed from an OME-TIFF's acquisition record:
+        ``modality`` (``Channel@AcquisitionMode``), ``optics`` with
+        ``emission_wavelength_um`` (``Channel@EmissionWavelength``) and ``na``
+        (``Objective@LensNA``), where the file has them (``reconstruct``
+        compares them with a preset's).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -350,7 +385,16 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
     if missing:
         raise ValueError(f"{path} does not record " + " or ".join(missing) + ".")
 
-    return Stack(data, z, pixel_um, info["metadata"])
+    metadata = dict(info["metadata"] or {})
+    # What the OME-XML records of the acquisition fills what keras_rmz's own
+    # metadata (written by write_stack) leaves out.
+    acquisition = info.get("acquisition") or {}
+    if "modality" in acquisition:
+        metadata.setdefault("modality", acquisition["modality"])
+    if acquisition.get("optics"):
+        optics = metadata.get("optics") if isinstance(metadata.get("optics"), dict) else {}
+        metadata["optics"] = {**acquisition["optics"], **optics}
+    return Stack(data, z, pixel_um, metadata)
 
 
 def _json_default(value):

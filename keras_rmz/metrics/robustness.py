@@ -24,6 +24,7 @@ import dataclasses
 import inspect
 import itertools
 import math
+import warnings
 
 import numpy as np
 
@@ -219,16 +220,30 @@ def _roi_index(roi, shape_hw):
     return index
 
 
-def _reconstruct(model, images, input_z, output_z, batch_size):
+def _reconstruct(model, images, input_z, output_z, batch_size, pixel_um=None, probing=False):
+    """``model.reconstruct``; ``pixel_um`` is passed when given (a preset
+    model needs it). ``probing``: the call perturbs the inputs on purpose
+    (DPM noise), so a preset model may extrapolate beyond its trained output
+    range and its out-of-distribution warning is silenced."""
+    from keras_rmz.out_of_distribution import OutOfDistributionWarning
+
     kwargs = {"batch_size": batch_size}
+    try:
+        parameters = inspect.signature(model.reconstruct).parameters
+    except (TypeError, ValueError):
+        parameters = {}
     # keras_rmz models show a progress bar per call; a test makes dozens of
     # calls, so silence it where the model offers the switch.
-    try:
-        if "verbose" in inspect.signature(model.reconstruct).parameters:
-            kwargs["verbose"] = False
-    except (TypeError, ValueError):
-        pass
-    volume = model.reconstruct(images, input_z, output_z, **kwargs)
+    if "verbose" in parameters:
+        kwargs["verbose"] = False
+    if pixel_um is not None:
+        kwargs["pixel_um"] = pixel_um
+    if probing and "extrapolate" in parameters:
+        kwargs["extrapolate"] = True
+    with warnings.catch_warnings():
+        if probing:
+            warnings.simplefilter("ignore", OutOfDistributionWarning)
+        volume = model.reconstruct(images, input_z, output_z, **kwargs)
     volume = np.asarray(volume, dtype=np.float64)
     expected = (output_z.size,) + images.shape[1:]
     if volume.shape != expected:
@@ -256,7 +271,7 @@ def _nearest_input_volume(images, input_z, output_z):
 
 
 def permutation_test(
-    model, images, input_z, output_z, truth, roi=None, batch_size="auto"
+    model, images, input_z, output_z, truth, roi=None, batch_size="auto", pixel_um=None
 ):
     """Permutation invariance (paper Fig. 6, Eq. 12-13).
 
@@ -279,6 +294,9 @@ def permutation_test(
         truth: (K, H, W) ground truth at ``output_z``.
         roi: where RMSE is measured (module docstring); ``None``: everywhere.
         batch_size: passed to ``model.reconstruct``.
+        pixel_um: the images' pixel size (µm), passed to
+            ``model.reconstruct`` when given (required by a preset model
+            that records its pixel size).
 
     Returns:
         `PermutationResult`.
@@ -315,7 +333,7 @@ def permutation_test(
     m2 = np.zeros(truth.shape, dtype=np.float64)
     for row, order in enumerate(permutations):
         volume = _reconstruct(
-            model, images[order], input_z[order], output_z, batch_size
+            model, images[order], input_z[order], output_z, batch_size, pixel_um
         )
         rmse[row] = _rmse_per_plane(volume, truth, index)
         delta = volume - mean
@@ -348,6 +366,7 @@ def repetition_test(
     sequences=None,
     roi=None,
     batch_size="auto",
+    pixel_um=None,
 ):
     """Repetition invariance (paper Fig. 7 and S7).
 
@@ -372,6 +391,9 @@ def repetition_test(
             index tuples into ``images``, e.g. ``[(0, 0, 1), (0, 1, 1)]``.
         roi: where RMSE is measured; ``None``: everywhere.
         batch_size: passed to ``model.reconstruct``.
+        pixel_um: the images' pixel size (µm), passed to
+            ``model.reconstruct`` when given (required by a preset model
+            that records its pixel size).
 
     Returns:
         `RepetitionResult`.
@@ -414,7 +436,7 @@ def repetition_test(
     rmse = np.empty((len(sequences), output_z.size), dtype=np.float64)
     for row, sequence in enumerate(sequences):
         order = np.array(sequence, dtype=int)
-        volume = _reconstruct(model, images[order], input_z[order], output_z, batch_size)
+        volume = _reconstruct(model, images[order], input_z[order], output_z, batch_size, pixel_um)
         rmse[row] = _rmse_per_plane(volume, truth, roi_index)
     nearest = _nearest_input_volume(images, input_z, output_z)
     return RepetitionResult(
@@ -439,6 +461,7 @@ def dpm_noise_test(
     normalization="euclidean",
     roi=None,
     batch_size="auto",
+    pixel_um=None,
 ):
     """Stability under axial-position errors (paper Fig. 5, Eq. 11).
 
@@ -464,6 +487,9 @@ def dpm_noise_test(
         normalization: NRMSE normalization (see `keras_rmz.metrics.nrmse`).
         roi: where NRMSE is measured; ``None``: everywhere.
         batch_size: passed to ``model.reconstruct``.
+        pixel_um: the images' pixel size (µm), passed to
+            ``model.reconstruct`` when given (required by a preset model
+            that records its pixel size).
 
     Returns:
         `DPMNoiseResult`.
@@ -509,7 +535,7 @@ def dpm_noise_test(
         if sigma == 0.0:
             if clean_scores is None:
                 clean_scores = score(
-                    _reconstruct(model, images, input_z, output_z, batch_size)
+                    _reconstruct(model, images, input_z, output_z, batch_size, pixel_um)
                 )
             scores[s] = clean_scores
             continue
@@ -517,7 +543,7 @@ def dpm_noise_test(
             z_noise[s, r] = rng.normal(0.0, sigma, size=num_inputs)
             # DPM_i + z_d,i = output_z − (input_z_i − z_d,i)   (Eq. 11)
             volume = _reconstruct(
-                model, images, input_z - z_noise[s, r], output_z, batch_size
+                model, images, input_z - z_noise[s, r], output_z, batch_size, pixel_um, probing=True
             )
             scores[s, r] = score(volume)
     return DPMNoiseResult(
@@ -554,6 +580,7 @@ def nonuniform_spacing_test(
     roi=None,
     data_range=None,
     batch_size="auto",
+    pixel_um=None,
 ):
     """Uniform against non-uniform input spacing (paper Fig. 4).
 
@@ -575,6 +602,9 @@ def nonuniform_spacing_test(
         data_range: PSNR data range; ``None``: the span of the truth planes
             (within the roi), one value for all planes.
         batch_size: passed to ``model.reconstruct``.
+        pixel_um: the images' pixel size (µm), passed to
+            ``model.reconstruct`` when given (required by a preset model
+            that records its pixel size).
 
     Returns:
         `NonuniformSpacingResult`; ``result.psnr`` goes straight into
@@ -600,7 +630,7 @@ def nonuniform_spacing_test(
     for label, indices in selections.items():
         input_z[label] = z_um[indices]
         recon = _reconstruct(
-            model, volume[indices], z_um[indices], output_z, batch_size
+            model, volume[indices], z_um[indices], output_z, batch_size, pixel_um
         )[roi_index]
         diff = (recon - truth_roi).reshape(output_z.size, -1)
         mse = np.mean(diff**2, axis=1)

@@ -68,6 +68,67 @@ class ReconstructionModel(PresetMixin, keras.Model):
     ``check_num_inputs`` when they accept only some M.
     """
 
+    # Adam's learning rate of a plain ``compile()``: the generator alone,
+    # content loss only, usually fine-tuning a preset. The paper's 1e-5 is a
+    # GAN's rate for days on a GPU (``AdversarialTrainer.compile()`` keeps
+    # it); 1e-4 is what fine-tuning the presets on a CPU used successfully
+    # (examples/finetune.py, the presets' fine-tuning stages).
+    DEFAULT_LEARNING_RATE = 1e-4
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", learning_rate="auto", **kwargs):
+        """Configures training; ``compile()`` alone gives the paper's content loss.
+
+        Args:
+            optimizer: ``"auto"`` (``keras.optimizers.Adam(learning_rate)``),
+                an optimizer name or a ``keras.optimizers.Optimizer``.
+            loss: ``"auto"`` (``keras_rmz.losses.RecurrentMZLoss()``: the
+                paper's 3·BerHu(c = 0.1) + 1·(1 − MS-SSIM)) or any Keras loss
+                (None: no loss, as in ``keras.Model.compile``).
+            metrics: ``"auto"`` (``[keras_rmz.training.PSNR(),
+                keras_rmz.training.SSIM()]``, data range 1.0), a list of
+                Keras metrics, or None.
+            learning_rate: the ``"auto"`` optimizer's learning rate;
+                ``"auto"`` is ``DEFAULT_LEARNING_RATE`` (1e-4). An error
+                together with an explicit ``optimizer``.
+            **kwargs: the other ``keras.Model.compile`` arguments
+                (``jit_compile``, ``run_eagerly``, ``steps_per_execution``,
+                ``loss_weights``, ``auto_scale_loss``, ...), passed as given.
+
+        The adversarial term of the paper's loss needs a discriminator:
+        ``keras_rmz.training.AdversarialTrainer(model, Discriminator())``
+        and its ``compile()`` (the paper's full recipe, Adam 1e-5).
+
+        Example:
+
+        ```python
+        model = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_beads_m3")
+        model.compile()                       # Adam 1e-4, RecurrentMZLoss, PSNR, SSIM
+        model.compile(learning_rate=1e-5, jit_compile=False)
+        ```
+        """
+        if isinstance(learning_rate, str) and learning_rate == "auto":
+            learning_rate = None
+        elif isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+            raise ValueError(f"learning_rate must be 'auto' or a number > 0; got {learning_rate!r}")
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = keras.optimizers.Adam(
+                learning_rate=self.DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+            )
+        elif learning_rate is not None:
+            raise ValueError(
+                "learning_rate sets the rate of the 'auto' optimizer; with optimizer=... give the learning rate "
+                "to that optimizer instead (e.g. optimizer=keras.optimizers.Adam(1e-5))"
+            )
+        if isinstance(loss, str) and loss == "auto":
+            from keras_rmz.losses import RecurrentMZLoss
+
+            loss = RecurrentMZLoss()
+        if isinstance(metrics, str) and metrics == "auto":
+            from keras_rmz.training import PSNR, SSIM
+
+            metrics = [PSNR(), SSIM()]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
     def check_num_inputs(self, num_inputs):
         """Raises ValueError when this model cannot take ``num_inputs`` images."""
         if num_inputs < 1:
@@ -76,23 +137,37 @@ class ReconstructionModel(PresetMixin, keras.Model):
     def reconstruct(
         self,
         images,
-        input_z,
-        output_z,
+        input_z=None,
+        output_z=None,
         batch_size="auto",
         tile_size=None,
         tile_overlap=48,
         normalize="auto",
         verbose="auto",
         jit_compile="auto",
+        pixel_um=None,
+        extrapolate=False,
     ):
         """Infers the image at each output plane from M input planes.
 
+        A model loaded from a preset knows the pixel size, input spacing, M,
+        output range and optics it was trained for (``preset_metadata``) and
+        checks the request against them before any compute: input planes at
+        another pixel size are resampled to the preset's (and the output
+        back to the input's H x W), output planes beyond the trained range
+        are refused unless ``extrapolate=True``, and other mismatches give
+        one ``keras_rmz.OutOfDistributionWarning`` (docs/inference.md).
+
         Args:
             images: array (M, H, W), uint8, uint16 or float: the input
-                planes in the microscope's units.
+                planes in the microscope's units; or a
+                ``keras_rmz.io.Stack`` of the M input planes (its
+                ``pixel_um`` and metadata are used, and its ``z`` when
+                ``input_z`` is omitted).
             input_z: array (M,): the z position (µm) of each input plane, in
-                any order and at any spacing.
-            output_z: array (K,) or a scalar: the z positions (µm) to infer.
+                any order and at any spacing. May be omitted for a Stack.
+            output_z: array (K,) or a scalar: the z positions (µm) to infer
+                (required).
             batch_size: int, output planes inferred per model call, or
                 "auto" (about 256x256 output pixels per call on a CPU with
                 TensorFlow, 256x256x4 with JAX or PyTorch, 1024x1024x4 on a
@@ -114,9 +189,24 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 (XLA, jax.jit or ``torch.compile``) or False. Applies to
                 reconstruction only; on a CPU XLA helps some networks and
                 sizes and hurts others (docs/performance.md).
+            pixel_um: the input's pixel size (µm); overrides a Stack's.
+                Required for a plain array when the model comes from a
+                preset that records its pixel size: the planes are
+                resampled (scikit-image) to the preset's pixel size when
+                the two differ by more than 2 %. Unused for a model not
+                loaded from a preset.
+            extrapolate: bool. False (default): output planes whose
+                ``output_z - input_z`` lies beyond the preset's trained
+                range (widened by 10 % of its width) raise ValueError; True
+                reconstructs them with a warning.
 
         Returns:
-            numpy float32 array (K, H, W).
+            numpy float32 array (K, H, W), at the input's pixel size.
+
+        Raises:
+            ValueError: bad arguments; the pixel size of a preset model's
+                input is unknown; output planes beyond the trained range
+                without ``extrapolate=True``.
 
         Example:
 
@@ -126,6 +216,15 @@ class ReconstructionModel(PresetMixin, keras.Model):
             np.random.rand(3, 64, 64), input_z=[0.0, 3.0, 6.0],
             output_z=np.arange(0.0, 6.01, 0.5))
         volume.shape  # (13, 64, 64)
+        ```
+
+        A preset and a stack that records its pixel size:
+
+        ```python
+        model = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_beads_m3")
+        stack = keras_rmz.simulate.simulate_stack("beads", shape=(61, 64, 64), pixel_um=0.065, seed=0)
+        volume = model.reconstruct(stack.select([10, 30, 50]), output_z=stack.z[10:51])
+        volume.shape  # (41, 64, 64): resampled to 0.1 µm pixels inside, back to 0.065 µm
         ```
         """
         # Imported here: keras_rmz.inference builds on this module.
@@ -142,4 +241,6 @@ class ReconstructionModel(PresetMixin, keras.Model):
             normalize=normalize,
             verbose=verbose,
             jit_compile=jit_compile,
+            pixel_um=pixel_um,
+            extrapolate=extrapolate,
         )

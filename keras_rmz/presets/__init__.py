@@ -26,7 +26,7 @@ from keras_rmz.presets.preset_io import (
     sha256_file,
     verify_preset,
 )
-from keras_rmz.presets.preset_mixin import PresetMixin, load_preset
+from keras_rmz.presets.preset_mixin import PresetMixin, load_preset, read_preset_metadata
 from keras_rmz.presets.registry import (
     PRESETS,
     PresetInfo,
@@ -55,6 +55,7 @@ __all__ = [
     "local_copy_status",
     "parse_hf_handle",
     "push_to_hub",
+    "read_preset_metadata",
     "registry_entry_for",
     "save_preset",
     "sha256_file",

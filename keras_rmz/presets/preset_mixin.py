@@ -59,6 +59,15 @@ def load_preset(handle, *, model_class=None, load_weights=True, force_download=F
     model = keras_rmz.presets.load_preset("my_preset/")
     ```
     """
+    model = _load(handle, model_class=model_class, load_weights=load_weights, force_download=force_download,
+                  token=token, **kwargs)
+    if load_weights:
+        # How the user named the preset, for messages (keras-rmz finetune --preset NAME).
+        model._keras_rmz_preset_handle = str(handle)
+    return model
+
+
+def _load(handle, *, model_class, load_weights, force_download, token, **kwargs):
     options = {"model_class": model_class, "load_weights": load_weights, "config_overrides": kwargs}
     if isinstance(handle, os.PathLike):
         return _load_folder(Path(handle), **options)
@@ -82,6 +91,68 @@ def load_preset(handle, *, model_class=None, load_weights=True, force_download=F
         except ValueError:
             pass
         raise FileNotFoundError(f"no preset folder at {folder}{hint}")
+    raise ValueError(f"unknown preset {handle!r}. {registry.available_presets_message()}")
+
+
+def read_preset_metadata(handle, *, force_download=False, token=None):
+    """The verified ``metadata.json`` of a preset, without building its model.
+
+    ``handle`` is resolved as ``load_preset`` resolves it (built-in name, its
+    local copy first; ``hf://owner/repo[@revision]``, downloaded through the
+    cache; a folder), and every file is checked against its sha256, so the
+    metadata is the one of the weights ``load_preset`` would load. The
+    command line reads it to check a request (pixel size, output range)
+    before it starts a deep-learning backend.
+
+    Returns:
+        dict, the preset's metadata.
+
+    Raises:
+        the errors of ``load_preset`` (unknown name, no such folder, sha256
+        mismatch, not cached while offline).
+
+    Example:
+
+    ```python
+    metadata = keras_rmz.presets.read_preset_metadata("recurrent_mz_beads_m3")
+    metadata["pixel_um"], metadata["output_range_um"]   # 0.1, [-7.5, 7.5]
+    ```
+    """
+    from keras_rmz.presets.preset_io import verify_preset
+
+    if isinstance(handle, os.PathLike):
+        handle = str(handle)
+    if not isinstance(handle, str) or not handle:
+        raise ValueError(
+            "a preset handle is a built-in name, a preset folder, or 'hf://owner/repo[@revision]'; "
+            f"got {handle!r}"
+        )
+    if handle.startswith(hub_lib.HF_PREFIX):
+        repo_id, revision = hub_lib.parse_hf_handle(handle)
+        folder, commit = hub_lib.download_preset(repo_id, revision, token=token, force_download=force_download)
+        return verify_preset(
+            folder, registry.pinned_sha256(repo_id, commit), allowed_root=folder.parents[1],
+            where=f"{handle} (commit {commit}, cached in {folder})",
+        )
+    if handle in registry.PRESETS:
+        info = registry.get_preset(handle)
+        local = registry.find_local_copy(handle)
+        if local is not None and (not force_download or info.hub is None):
+            return verify_preset(local, dict(info.sha256), where=f"the local copy of preset {handle!r} ({local})")
+        if info.hub is None:
+            dirs = " or ".join(str(d / handle) for d in registry.local_copy_dirs())
+            raise FileNotFoundError(
+                f"preset {handle!r} ships in the keras_rmz repository's weights/{handle}/ and is not published on "
+                f"the Hub; no copy found in {dirs}"
+            )
+        repo_id, _ = hub_lib.parse_hf_handle(info.hub)
+        folder, _ = hub_lib.download_preset(repo_id, info.revision, token=token, force_download=force_download)
+        return verify_preset(folder, dict(info.sha256), allowed_root=folder.parents[1], where=f"preset {handle!r}")
+    folder = Path(handle).expanduser()
+    if folder.is_dir():
+        return verify_preset(folder, where=f"preset folder {folder}")
+    if _looks_like_path(handle):
+        raise FileNotFoundError(f"no preset folder at {folder}")
     raise ValueError(f"unknown preset {handle!r}. {registry.available_presets_message()}")
 
 
@@ -137,6 +208,16 @@ def _load_builtin(name, *, force_download, token, **options):
         where=f"preset {name!r} ({info.handle}, cached in {folder})",
         **options,
     )
+
+
+def _plain(value):
+    """A copy in plain dicts and lists (Keras may wrap an attribute's dict
+    for tracking); the model's own record is never handed out."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 class _ClassProperty:
@@ -199,6 +280,18 @@ class PresetMixin:
         backend and sha256) and ``README.md`` (``model_card``, or one made
         from the metadata). Returns the folder's path."""
         return save_preset(self, folder, metadata=metadata, model_card=model_card)
+
+    @property
+    def preset_metadata(self):
+        """The metadata of the preset this model was loaded from (a copy of
+        its verified ``metadata.json``: pixel size, input spacing, M, output
+        range, optics, training, metrics), or None for a model not loaded
+        from a preset. Read-only; ``reconstruct`` checks its requests against
+        it (docs/inference.md)."""
+        metadata = getattr(self, "_keras_rmz_preset_metadata", None)
+        if metadata is None:
+            return None
+        return _plain(metadata)
 
     @_ClassProperty
     def presets(cls):

@@ -377,3 +377,73 @@ def test_model_that_cannot_take_m_inputs_is_a_user_error(capsys, stack_path, tmp
     monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: TwoInputsOnly())
     line = _run_error(capsys, _argv(stack_path, "x", tmp_path / "o.ome.tif", "--input-planes", "0", "1", "2"))
     assert "M = 2" in line
+
+
+# ---------------------------------------------------------------------------
+# The preset's pixel size and trained range (keras_rmz.out_of_distribution)
+
+
+@pytest.fixture(scope="module")
+def guarded_preset(tmp_path_factory):
+    """A tiny preset trained (it says) on 0.05 µm pixels, M = 3 inputs 1 µm
+    apart, output_z - input_z in [-2, 2] µm."""
+    folder = tmp_path_factory.mktemp("preset") / "guarded"
+    metadata = {"num_inputs": 3, "pixel_um": 0.05, "input_spacing_um": 1.0, "output_range_um": [-2.0, 2.0],
+                "modality": "widefield -> widefield"}
+    save_preset(RecurrentMZ(base_filters=4, depth=1), folder, metadata=metadata)
+    return folder
+
+
+def test_output_beyond_the_trained_range_is_refused_before_the_model_loads(capsys, stack_path, guarded_preset,
+                                                                         tmp_path, monkeypatch):
+    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: pytest.fail("the model was loaded"))
+    # 4 - 1 = 3 µm: 0.6 µm beyond [-2.4, 2.4].
+    argv = ["reconstruct", str(stack_path), "--input-z", "1", "2", "3", "--output-z", "2", "4",
+            "--preset", str(guarded_preset), "-o", str(tmp_path / "o.ome.tif"), "-q"]
+    line = _run_error(capsys, argv)
+    assert "up to 0.6 µm outside the trained range" in line and "pass --extrapolate" in line
+    assert not (tmp_path / "o.ome.tif").exists()
+
+
+def test_extrapolate_warns_and_passes_the_pixel_size(spy, capsys, stack_path, guarded_preset, tmp_path):
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(stack_path), "--input-z", "1", "2", "3", "--output-z", "2", "4",
+            "--preset", str(guarded_preset), "-o", str(output), "-q", "--extrapolate"]
+    assert cli_main.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "keras-rmz reconstruct: warning:" in err and "extrapolation (--extrapolate)" in err
+    assert f"keras-rmz finetune STACK --preset {guarded_preset}" in err
+    (call,) = spy
+    assert call["extrapolate"] is True and call["pixel_um"] == pytest.approx(PIXEL_UM)
+    record = read_stack(output).metadata["reconstruction"]
+    assert record["extrapolate"] is True and record["resampled_to_pixel_um"] == pytest.approx(0.05)
+    assert "extrapolation" in record["out_of_distribution"][0]
+
+
+def test_pixel_um_names_the_option_and_pixel_size_stays_an_alias(spy, tmp_path, capsys):
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, _bead_stack())  # no physical sizes recorded
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(raw), "--input-planes", "1", "4", "--output-z", "0:2:1", "--z-step", "0.25",
+            "--preset", "x", "-o", str(output), "-q"]
+    line = _run_error(capsys, argv)
+    assert "--pixel-um" in line
+    assert cli_main.main([*argv, "--pixel-um", "0.065"]) == 0
+    assert spy[-1]["pixel_um"] == pytest.approx(0.065)
+    assert read_stack(output).pixel_um == pytest.approx(0.065)
+
+
+@pytest.mark.large  # builds and runs a model
+def test_resampled_volume_keeps_the_stack_pixel_size(stack_path, guarded_preset, tmp_path, capsys):
+    output = tmp_path / "o.ome.tif"
+    argv = ["reconstruct", str(stack_path), "--input-z", "1", "2", "3", "--output-z", "1.5", "2.5",
+            "--preset", str(guarded_preset), "-o", str(output)]
+    assert cli_main.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resampled from 0.1 to the preset's 0.05 µm pixels and back" in out
+    result = read_stack(output)
+    assert result.shape == (2, 32, 40) and result.pixel_um == pytest.approx(PIXEL_UM)
+    assert np.isfinite(result.data).all()
+    # The OME-XML itself records the stack's pixel size.
+    with tifffile.TiffFile(output) as tif:
+        assert 'PhysicalSizeX="0.1"' in tif.ome_metadata

@@ -411,3 +411,40 @@ def test_non_square_pixels_warn_and_use_x(tmp_path):
                      metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.0})
     with pytest.warns(UserWarning, match="non-square pixels"):
         assert read_stack(path).pixel_um == 0.1
+
+
+def test_ome_acquisition_record_fills_modality_wavelength_and_na(tmp_path):
+    """Channel@AcquisitionMode, Channel@EmissionWavelength (nm by default)
+    and the image's Objective@LensNA reach Stack.metadata, which
+    reconstruct compares with a preset's (keras_rmz.out_of_distribution)."""
+    path = tmp_path / "acquired.ome.tif"
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+        '<Instrument ID="Instrument:0"><Objective ID="Objective:0" LensNA="1.3" NominalMagnification="60"/>'
+        '<Objective ID="Objective:1" LensNA="0.8"/></Instrument>'
+        '<Image ID="Image:0"><InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0"/>'
+        '<Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="8" SizeY="8" SizeZ="3" SizeC="1" '
+        'SizeT="1" PhysicalSizeX="0.065" PhysicalSizeZ="0.2">'
+        '<Channel ID="Channel:0:0" SamplesPerPixel="1" AcquisitionMode="SpinningDiskConfocal" '
+        'EmissionWavelength="0.52" EmissionWavelengthUnit="um"/>'
+        '<TiffData IFD="0" PlaneCount="3"/></Pixels></Image></OME>'
+    )
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), description=xml, metadata=None)
+    stack = read_stack(path)
+    assert stack.pixel_um == pytest.approx(0.065)
+    assert stack.metadata == {"modality": "SpinningDiskConfocal",
+                              "optics": {"emission_wavelength_um": pytest.approx(0.52), "na": pytest.approx(1.3)}}
+
+
+def test_ome_acquisition_record_does_not_override_keras_rmz_metadata(tmp_path):
+    path = tmp_path / "both.ome.tif"
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeZ": 0.5,
+        "Channel": {"EmissionWavelength": 600, "AcquisitionMode": "WideField"},
+    })
+    assert read_stack(path).metadata == {"modality": "WideField", "optics": {"emission_wavelength_um": 0.6}}
+    written = tmp_path / "written.ome.tif"
+    write_stack(written, np.zeros((2, 8, 8), np.uint16), z_um=[0, 1], pixel_um=0.1,
+                metadata={"modality": "widefield", "optics": {"na": 1.4}})
+    assert read_stack(written).metadata == {"modality": "widefield", "optics": {"na": 1.4}}
