@@ -28,7 +28,10 @@ TESTS = pathlib.Path(__file__).resolve().parent
 #   metrics, plots, config parsing), so their result cannot depend on it
 #   (tests/metrics/test_image.py checks that these modules import no backend);
 # - cross_backend: weights saved on this backend are loaded on the two others
-#   in subprocesses; every backend's own save/load round trip is tested on it.
+#   in subprocesses; every backend's own save/load round trip is tested on it;
+# - run_once: tests whose work does not depend on the backend under test for
+#   other reasons (tests/test_docs.py's `keras-rmz` commands: the command
+#   line is tested on every backend by tests/cli/).
 BACKEND_INDEPENDENT = (
     "io/",
     "simulate/",
@@ -48,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
         relative = pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
         if relative.startswith(BACKEND_INDEPENDENT):
             item.add_marker(pytest.mark.backend_independent)
-        once = item.get_closest_marker("backend_independent") or item.get_closest_marker("cross_backend")
+        once = any(item.get_closest_marker(name) for name in ("backend_independent", "cross_backend", "run_once"))
         if run_once_done and once:
             deselected.append(item)
         else:

@@ -98,3 +98,16 @@ def test_a_fine_tuned_preset_lists_its_stages_and_their_recipes(publish):
     # A run from scratch is one stage.
     assert [what for what, _, _ in publish._training_stages(_training(fit, "keras-rmz train fit.yaml", 10), "r")] == [
         "training"]
+
+
+def test_the_shipped_cards_show_the_generated_use_section(publish):
+    """The "Use" section of every card in weights/ is what ``use_section``
+    makes (``publish_preset.py --refresh-use-sections`` rewrites it):
+    a runnable command with --output-z and --pixel-um, no placeholder."""
+    import json
+
+    for readme in sorted((REPOSITORY / "weights").glob("*/README.md")):
+        metadata = json.loads((readme.parent / "metadata.json").read_text(encoding="utf-8"))
+        section = "\n".join(publish.use_section(readme.parent.name, metadata))
+        assert section in readme.read_text(encoding="utf-8"), f"{readme}: run publish_preset.py --refresh-use-sections"
+        assert "--output-z" in section and "--pixel-um" in section and "..." not in section

@@ -14,6 +14,12 @@ atomically to `weights/<name>/` (sha256 of every file in metadata.json):
 Then register it (`keras-rmz presets entry weights/<name>`, pasted into
 keras_rmz/presets/registry.py) so that the name loads.
 
+    python examples/presets/publish_preset.py --refresh-use-sections --docs
+
+rewrites only the "Use" section of every shipped card (its sha256 in the
+preset's metadata.json with it; weights untouched) and the cards in
+docs/presets.md; then re-pin the registry entries the same way.
+
 Scores (held-out seeds from 900000; the demo's convention: volumes
 normalized by the noise-free truth, data range 1):
 - bead presets: `examples/reproduce_paper.py`'s `compare_methods` (the
@@ -75,7 +81,12 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
         index = [int(np.argmin(np.abs(z - v))) for v in input_z]
         images = measured.data[index].astype(np.float32)
         between = [k for k in range(len(z)) if input_z.min() < z[k] < input_z.max() and k not in index]
-        volume = model.reconstruct(images, input_z, z, batch_size=8, verbose=False)
+        # Every plane is reconstructed (the arrays below are indexed by plane)
+        # but only those between the inputs are scored: the planes beyond the
+        # trained output range are extrapolated, with a warning.
+        volume = model.reconstruct(
+            images, input_z, z, batch_size=8, verbose=False, pixel_um=measured.pixel_um, extrapolate=True
+        )
         norm = compute_normalization(truth_stack)
         truth = norm.apply(truth_stack.data.astype(np.float32))
         # A confocal truth has other counts than the wide-field inputs: compare
@@ -234,6 +245,84 @@ def _training_stages(training, recipe_path):
     return stages
 
 
+def _typical_request(metadata):
+    """(input_z, output_z start, stop, step) of a typical use of the preset:
+    a stack of the held-out volumes' z extent and step, M inputs the trained
+    spacing apart centred in it (as ``keras-rmz demo`` takes them), output
+    planes where ``output_z - input_z`` stays in the trained range for every
+    input (``keras_rmz.out_of_distribution``)."""
+    from keras_rmz.cli.demo import default_input_z
+
+    held = (metadata.get("metrics") or {}).get("held_out") or {}
+    simulated = ((metadata.get("training") or {}).get("config") or {}).get("data", {}).get("simulate") or {}
+    step = round(float(held.get("z_step_um") or metadata["z_step_um"]), 6)
+    planes = int((held.get("shape") or simulated["shape"])[0])
+    z = np.round(np.arange(planes) * step, 6)
+    num_inputs = int(metadata.get("num_inputs") or 1)
+    input_z = np.round(default_input_z(z, num_inputs, float(metadata.get("input_spacing_um") or 0.0)), 6)
+    low, high = metadata.get("output_range_um") or (-z[-1], z[-1])
+    first = max(z[0], np.ceil(round((input_z.max() + low) / step, 6)) * step)
+    last = min(z[-1], np.floor(round((input_z.min() + high) / step, 6)) * step)
+    return [float(v) for v in input_z], round(float(first), 6), round(float(last), 6), step
+
+
+def use_section(name, metadata):
+    """The card's "Use" section: Python and command line, both runnable as
+    they are on a stack ``stack.ome.tif`` (tests/test_docs.py runs them)."""
+    class_short = metadata["class_name"].split(">", 1)[-1]
+    input_z, first, last, step = _typical_request(metadata)
+    pixel = metadata.get("pixel_um")
+    inputs = ", ".join(f"{z:g}" for z in input_z) + ("," if len(input_z) == 1 else "")
+    spacing = metadata.get("input_spacing_um")
+    what = f"M = {len(input_z)} plane{'s' if len(input_z) > 1 else ''}" + (
+        f", {spacing:g} µm apart" if spacing and len(input_z) > 1 else "")
+    stop = f"{last + step / 10:.6g}"
+    return [
+        "## Use", "",
+        "```python", "import numpy as np", "import keras_rmz", "",
+        f'model = keras_rmz.{class_short}.from_preset("{name}")',
+        f"stack = keras_rmz.io.read_stack(\"stack.ome.tif\")                 # z (µm) and pixel size ({pixel:g} µm) from the file",
+        f"inputs = stack.select([int(np.argmin(abs(stack.z - z))) for z in ({inputs})])   # {what}",
+        f"volume = model.reconstruct(inputs, output_z=np.arange({first:g}, {stop}, {step:g}))   # (K, H, W), the stack's units",
+        "```", "",
+        "```bash",
+        f"keras-rmz reconstruct stack.ome.tif --preset {name} --input-z {' '.join(f'{z:g}' for z in input_z)} "
+        f"--output-z {first:g}:{last:g}:{step:g} --pixel-um {pixel:g} -o volume.ome.tif",
+        "```", "",
+        f"`--pixel-um` (µm per pixel) is needed only when the file does not record it; the preset resamples other "
+        f"pixel sizes to its {pixel:g} µm. Output planes beyond the trained range of `output_z - input_z` "
+        f"({metadata.get('output_range_um')} µm) are refused (docs/inference.md).", "",
+    ]
+
+
+def refresh_use_sections(weights=REPOSITORY / "weights"):
+    """Rewrites the "Use" section of every card in ``weights/*/README.md``
+    from ``use_section`` and re-pins the card's sha256 in that preset's
+    metadata.json; the weights, config and the rest of the card stay as they
+    are. Returns the names of the presets changed (re-pin them in
+    keras_rmz/presets/registry.py: ``keras-rmz presets entry weights/NAME``)."""
+    from keras_rmz.presets.preset_io import sha256_file, verify_preset
+
+    changed = []
+    for readme in sorted(pathlib.Path(weights).glob("*/README.md")):
+        folder = readme.parent
+        verify_preset(folder)
+        metadata_path = folder / "metadata.json"
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        text = readme.read_text(encoding="utf-8")
+        start = text.index("\n## Use\n") + 1
+        end = text.index("\n## ", start + 1) + 1
+        new_text = text[:start] + "\n".join(use_section(folder.name, metadata)) + "\n" + text[end:]
+        if new_text == text:
+            continue
+        readme.write_text(new_text, encoding="utf-8")
+        metadata["sha256"]["README.md"] = sha256_file(readme)
+        metadata_path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        verify_preset(folder)
+        changed.append(folder.name)
+    return changed
+
+
 def model_card(name, metadata, recipe_path, scores):
     class_short = metadata["class_name"].split(">", 1)[-1]
     training = metadata["training"]
@@ -245,11 +334,7 @@ def model_card(name, metadata, recipe_path, scores):
         "---", "library_name: keras", f"license: {metadata.get('license') or 'apache-2.0'}", "tags:",
         "- keras", "- keras-rmz", "- microscopy", "- fluorescence", "- recurrent-mz", "---", "",
         f"# {name}", "", metadata["description"], "",
-        "## Use", "", "```python", "import keras_rmz", "",
-        f'model = keras_rmz.{class_short}.from_preset("{name}")',
-        "volume = model.reconstruct(images, input_z=input_z, output_z=output_z)   # (M, H, W) -> (K, H, W)",
-        "```", "", "```", f"keras-rmz reconstruct stack.ome.tif --preset {name} --input-z ... --out volume.ome.tif",
-        "```", "",
+        *use_section(name, metadata),
         "## Data it was made for", "",
         "| | |", "| --- | --- |",
         f"| modality | {metadata.get('modality')} |",
@@ -326,7 +411,7 @@ def model_card(name, metadata, recipe_path, scores):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", help="preset name: reads runs/NAME/preset, writes weights/NAME")
+    parser.add_argument("name", nargs="?", help="preset name: reads runs/NAME/preset, writes weights/NAME")
     parser.add_argument("--run", default=None, help="preset folder of the run (default runs/NAME/preset)")
     parser.add_argument("--out", default=None, help="destination (default weights/NAME)")
     parser.add_argument("--recipe", default=None,
@@ -339,7 +424,18 @@ def main(argv=None):
                              "the Fig. 3 table for the baselines")
     parser.add_argument("--docs", action="store_true",
                         help="then rewrite the preset cards in docs/presets.md from weights/*/README.md")
+    parser.add_argument("--refresh-use-sections", action="store_true",
+                        help="instead: rewrite only the \"Use\" section of every weights/*/README.md (and its sha256 "
+                             "in metadata.json), then re-pin the registry with `keras-rmz presets entry`")
     args = parser.parse_args(argv)
+    if args.refresh_use_sections:
+        changed = refresh_use_sections()
+        print("updated the Use section of " + (", ".join(changed) or "no card"))
+        if args.docs:
+            update_docs_cards()
+        return
+    if args.name is None:
+        parser.error("the preset name is required")
 
     from keras_rmz.presets import load_preset, save_preset
     from keras_rmz.presets.preset_io import COMPUTED_FIELDS

@@ -63,8 +63,8 @@ PRESETS = {
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
             "model.weights.h5": "eac7e3ad1e8d1db9f7e527a23ff256f5d8ac1a3443e0e9a2bec254bf9d741900",
-            "metadata.json": "d789712348e1650d14a6c12faa0fc1e240353ec27a81b12314046bc89f75c831",
-            "README.md": "372155781bdda6807c724a4010e040d6484ee26230e2401806894ddafa734289",
+            "metadata.json": "37174e5438c2cd0fd9665cc97dc0eaf03d66c9c19f930715958004f864508a18",
+            "README.md": "055c601d99784124ed502d7fc0d0b1d46a3d19a548025a16c93b6a79c4f06c16",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -85,8 +85,8 @@ PRESETS = {
         "sha256": {
             "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
             "model.weights.h5": "a39824f44a16126d8576a2655541431eb31399375a51fbcb5d7a9792a0f9fada",
-            "metadata.json": "35e9d782a7c0b99e577aae352f78e7cf2fd5988e0f06d3954dbed7470c2fa520",
-            "README.md": "7607c7c075fa7735e11cbd9ed54d9375e92252cf42fe3700f94fa76bfbcd2cab",
+            "metadata.json": "44d6c75a7fbd943a1e3dcabfa78b11ba1e1a633cfb7e15b352aa636e870ef211",
+            "README.md": "6ba18352ab8126fde2ce0ae35e4b07e4f1fb7c0da4f543d91e0aa6efa980a13f",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -107,8 +107,8 @@ PRESETS = {
         "sha256": {
             "config.json": "243a7449da1de55ae6de8fbaffa4b9b4b4bbd63d33bff582adbea0cb8b37c1f4",
             "model.weights.h5": "320e6427ee211a2577a9ece34c234e0cae534c9a25dc950b006651164541023d",
-            "metadata.json": "5ab63e184f0062e92c6290092007dc98cd95c64645960a81c57b8fbad0bf9d9c",
-            "README.md": "f701e1442897a9aa32eca3f78f9d0767b029b8cbc7b21beeec87da5f71af0295",
+            "metadata.json": "e5bdcf99a3780875df1aea1efde17b12f4176dc5ee60644bd5f75f6d9161381a",
+            "README.md": "66b75fdc9d1483561fe7a5682f53f83351dbb1ae5b1be8ac81d48a8318c9a129",
         },
         "metadata": {
             "modality": "widefield -> confocal",
@@ -129,8 +129,8 @@ PRESETS = {
         "sha256": {
             "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
             "model.weights.h5": "9b2b97bf69dad21216301cd4eb23ee3057b21f561695063d8629bd69fb7dd9cd",
-            "metadata.json": "1690e51723a6208c0a32024539c921cd7c6bc44f80ae16f45139323f46f428d8",
-            "README.md": "dcca727f96f75dbf08019adbbf14b9be2bde57a77161b5698c3b411347ca3612",
+            "metadata.json": "3247a8d787aed9b28aa74e78b98a27df98f4de30155217c3d874c31589c3ba74",
+            "README.md": "ed43d353c8e38ef212008ea6430e40b31b61cef42715de96e0ec81b064a8880f",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
@@ -150,8 +150,8 @@ PRESETS = {
         "sha256": {
             "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
             "model.weights.h5": "6ebf9110273b5add1db6e3e38e12a78c27103a5337c879524f3de7d2bbf5bfbb",
-            "metadata.json": "5fef26a1e8a32cf64f54d161e6a1196ab9839162d26b63cfb9d5ba06f9978ef9",
-            "README.md": "9d48b8117a7c0fab21fbc3c5fcde90fe5751ffcadd3221275f64b1bbf54e66de",
+            "metadata.json": "699c7017e80c3520ec994dc145318ee926e498ff64ea9577702975f06ad86024",
+            "README.md": "f893f95b388f1c9e75305d73a404d75ef3e8ac98a78af0f4b2710b7646ad345c",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
