@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "demo": "keras_rmz.cli.demo",
     "simulate": "keras_rmz.cli.simulate",
     "train": "keras_rmz.cli.train",
+    "finetune": "keras_rmz.cli.finetune",
     "reconstruct": "keras_rmz.cli.reconstruct",
     "evaluate": "keras_rmz.cli.evaluate",
     "presets": "keras_rmz.cli.presets",

@@ -38,6 +38,8 @@ MODEL_CARD_FILE = "README.md"
 # The files of a preset, in the order they are checked. metadata.json lists
 # the sha256 of the other three; a registry entry pins all four.
 PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, MODEL_CARD_FILE)
+# Optional folder of figures the model card shows (not hashed: no code reads them).
+FIGURES_DIR = "figures"
 HASHED_FILES = (CONFIG_FILE, WEIGHTS_FILE, MODEL_CARD_FILE)
 
 FORMAT_VERSION = 1
@@ -479,11 +481,11 @@ def _model_card_text(model_card, metadata, name):
 
 def _replaceable(folder):
     """An existing folder may be replaced only if it holds nothing but preset files."""
-    others = sorted(p.name for p in folder.iterdir() if p.name not in PRESET_FILES)
+    others = sorted(p.name for p in folder.iterdir() if p.name not in PRESET_FILES + (FIGURES_DIR,))
     return not others, others
 
 
-def save_preset(model, folder, metadata=None, model_card=None):
+def save_preset(model, folder, metadata=None, model_card=None, extra_files=None):
     """Writes ``model`` as a preset folder, atomically.
 
     The four files are written into a temporary folder beside ``folder``
@@ -503,6 +505,9 @@ def save_preset(model, folder, metadata=None, model_card=None):
             Versions, backend, class and sha256 are added.
         model_card: README.md text (str), a ``pathlib.Path`` to one, or
             None for a card made from the metadata.
+        extra_files: optional dict ``"figures/NAME.png"`` -> bytes: figures
+            the model card shows, written with the preset (only under
+            ``figures/``).
 
     Returns:
         pathlib.Path of the preset folder.
@@ -521,6 +526,11 @@ def save_preset(model, folder, metadata=None, model_card=None):
     if folder.name in ("", ".", ".."):
         raise ValueError(f"folder must name a new or existing preset folder; got {str(folder)!r}")
     metadata = dict(metadata or {})
+    extra_files = dict(extra_files or {})
+    for name in extra_files:
+        parts = Path(name).parts
+        if len(parts) != 2 or parts[0] != FIGURES_DIR or parts[1] in ("", ".", ".."):
+            raise ValueError(f"extra_files names must be '{FIGURES_DIR}/NAME'; got {name!r}")
     reserved = sorted(set(metadata) & set(COMPUTED_FIELDS))
     if reserved:
         raise ValueError(f"metadata may not set {reserved}: save_to_preset writes {', '.join(COMPUTED_FIELDS)}")
@@ -568,6 +578,9 @@ def save_preset(model, folder, metadata=None, model_card=None):
         # The card may quote the metadata (without the sha256 it cannot know yet).
         card = _model_card_text(model_card, full_metadata, folder.name)
         _write_bytes(temporary / MODEL_CARD_FILE, card.encode("utf-8"))
+        for name, data in extra_files.items():
+            (temporary / name).parent.mkdir(exist_ok=True)
+            _write_bytes(temporary / name, bytes(data))
         full_metadata["sha256"] = {name: sha256_file(temporary / name) for name in HASHED_FILES}
         text = json.dumps(full_metadata, indent=2, default=_json_default, ensure_ascii=False) + "\n"
         _write_bytes(temporary / METADATA_FILE, text.encode("utf-8"))

@@ -7,6 +7,8 @@
   (what keeps both states across steps on JAX).
 - `TrainingCheckpoint`: atomic checkpoints, resume after a crash, best
   generator on validation.
+- `finetune`: a preset fine-tuned on your own z-stacks with a held-out
+  report, written as a new preset (``keras-rmz finetune``).
 - `PSNR`, `SSIM` (and `psnr`, `ssim`): per-image metrics in `keras.ops`.
 
 See docs/training.md for the recipe and every knob.
@@ -15,7 +17,11 @@ See docs/training.md for the recipe and every knob.
 from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 from keras_rmz.training.callbacks import TrainingCheckpoint
+from keras_rmz.training.fine_tuning import FinetuneResult, finetune
 from keras_rmz.training.psnr import PSNR, psnr
 from keras_rmz.training.ssim import SSIM, ssim
 
-__all__ = ["AdversarialOptimizer", "AdversarialTrainer", "PSNR", "SSIM", "TrainingCheckpoint", "psnr", "ssim"]
+__all__ = [
+    "AdversarialOptimizer", "AdversarialTrainer", "FinetuneResult", "PSNR", "SSIM", "TrainingCheckpoint", "finetune",
+    "psnr", "ssim",
+]
