@@ -112,7 +112,9 @@ COMMAND_REWRITES = {
     "presets": [],
     "train": TINY_TRAINING,
     "simulate": ["--shape", "101", "32", "32"],  # the documented z range, tiny planes
-    "demo": ["--shape", "81", "32", "32", "-q"],  # 8 µm at 0.1 µm: room for M = 3 inputs 3 µm apart
+    "demo": ["--shape", "81", "32", "32", "-q"],
+    # Two steps of 16-pixel patches instead of a 7-minute budget.
+    "finetune": ["--steps", "2", "--patch-size", "16", "--batch-size", "2", "--eval-every", "2", "-q"],  # 8 µm at 0.1 µm: room for M = 3 inputs 3 µm apart
 }
 # `--max-minutes 50`: a session budget; the tiny run ends first anyway.
 
@@ -366,6 +368,10 @@ def make_workdir(folder):
     write_stack(folder / "stack.ome.tif", Stack(cards.data, cards.z, cards.pixel_um))
     write_stack(folder / "nuclei_widefield.ome.tif", simulate_stack("nuclei", "widefield", shape=(46, 32, 32), seed=4))
     write_stack(folder / "nuclei_confocal.ome.tif", simulate_stack("nuclei", "confocal", shape=(46, 32, 32), seed=4))
+    # A full stack for docs/finetuning.md: 0..18 µm in 0.2 µm steps (room for
+    # M = 2 inputs 6 µm apart), 64 x 64 pixels (a training and a held-out half).
+    embryo = simulate_stack("nuclei", shape=(91, 64, 64), seed=5)
+    write_stack(folder / "embryo.ome.tif", Stack(embryo.data, embryo.z, embryo.pixel_um))
     shutil.copytree(REPOSITORY / "weights" / "recurrent_mz_beads_m3", folder / "my_preset")
     shutil.copy(REPOSITORY / "examples" / "train_beads_m3.yaml", folder / "my.yaml")
     (folder / "examples").symlink_to(REPOSITORY / "examples")

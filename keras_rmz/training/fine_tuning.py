@@ -552,6 +552,7 @@ def finetune(
     eval_every=200,
     spacing_jitter=0.1,
     train_at_preset_pixel=True,
+    output_margin_um=None,
     overwrite=False,
     resume=True,
     seed=0,
@@ -591,6 +592,9 @@ def finetune(
         eval_every: steps between held-out scores (best-weight selection).
         spacing_jitter: random shift of each training input, as a fraction
             of Δz (robustness to imprecise stage positions).
+        output_margin_um: training output planes are drawn within the
+            inputs' span widened by this margin (µm); default the preset's
+            trained output range beyond the span, at most Δz / 2.
         train_at_preset_pixel: when the stacks' pixel size differs from the
             preset's, train on planes resampled to the preset's pixel size
             (the new preset keeps it, and ``reconstruct`` resamples), else
@@ -699,6 +703,11 @@ def finetune(
         "eval_every": int(eval_every), "spacing_jitter": spacing_jitter, "seed": seed, "minutes": minutes,
         "steps": steps, "pixel_um": data_pixel, "trained_pixel_um": trained_pixel, "targets": target_list is not None,
     }
+    margin = _training_margin(metadata, num_inputs, input_spacing_um) if output_margin_um is None \
+        else float(output_margin_um)
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"output_margin_um must be a number >= 0 (µm); got {output_margin_um!r}")
+    settings["output_margin_um"] = margin
     run_dir = folder.parent / f".{folder.name}.finetune"
     state_path = run_dir / RUN_STATE
     state = None
@@ -775,7 +784,7 @@ def finetune(
             targets=None if target_list is None else [r.target for r in train],
             num_inputs=num_inputs, input_spacing_um=input_spacing_um,
             spacing_jitter_um=spacing_jitter * input_spacing_um if num_inputs > 1 else 0.0,
-            output_margin_um=_training_margin(metadata, num_inputs, input_spacing_um),
+            output_margin_um=margin,
             patch_size=int(patch_size), batch_size=int(batch_size), steps_per_epoch=int(eval_every),
             normalization_source="inputs",
             target_normalization="own" if target_list is not None else "inputs",
@@ -875,7 +884,7 @@ def _new_metadata(metadata, preset, settings, state, report, pixel_um, num_input
 
     from keras_rmz.version import __version__
 
-    margin = _training_margin(metadata, num_inputs, spacing)
+    margin = settings["output_margin_um"]
     span = (num_inputs - 1) * spacing
     steps = sorted({round(s.z_step_um, 6) for s in stacks if s.z_step_um})
     modality = metadata.get("modality")
@@ -897,8 +906,8 @@ def _new_metadata(metadata, preset, settings, state, report, pixel_um, num_input
             "fine_tuned_from": {"preset": str(preset), "description": metadata.get("description"),
                                 "sha256": metadata.get("sha256")},
             "recipe": {k: settings[k] for k in ("patch_size", "batch_size", "learning_rate", "eval_every",
-                                                 "spacing_jitter", "seed", "minutes", "steps", "holdout",
-                                                 "holdout_fraction")},
+                                                 "spacing_jitter", "output_margin_um", "seed", "minutes",
+                                                 "steps", "holdout", "holdout_fraction", "trained_pixel_um")},
             "loss": "3·BerHu(c = 0.1) + 1·(1 − MS-SSIM), Adam, warm-up then cosine decay",
             "steps": report["steps"], "best_step": report["best_step"], "kept": report["kept"],
             "wall_time_s": report["training_seconds"], "sessions": report["sessions"],
