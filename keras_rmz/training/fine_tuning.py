@@ -800,12 +800,11 @@ def finetune(
         save_state()
     # ---- 4. Keep the best, report, write the preset ------------------------
     kept = "fine-tuned" if state["best_step"] > 0 and state["best_psnr"] > state["start_psnr"] else "starting preset"
-    tuned = model
+    start_model = load_preset(str(preset) if isinstance(preset, os.PathLike) else preset)
+    tuned = start_model
     if kept == "fine-tuned":
         model.set_weights(state["best_weights"])
-    else:
-        tuned = load_preset(str(preset) if isinstance(preset, os.PathLike) else preset)
-    start_model = load_preset(str(preset) if isinstance(preset, os.PathLike) else preset)
+        tuned = model
     table, predictions = {}, {}
     for name, method in (("starting preset", start_model), ("fine-tuned", tuned),
                          ("linear interpolation", "linear interpolation"), ("nearest plane", "nearest plane")):
@@ -817,11 +816,10 @@ def finetune(
                                  input_spacing_um, stack_list)
     from keras_rmz.training.fine_tuning_report import figures, model_card
 
-    with contextlib.ExitStack() as stack:
-        images = figures(table, predictions, windows, scorer)
-        card = model_card(new_metadata, report, folder.name)
-        _save(tuned, folder, new_metadata, card, images, overwrite)
-        stack.callback(shutil.rmtree, run_dir, True)
+    images = figures(table, predictions, windows, scorer)
+    card = model_card(new_metadata, report, folder.name)
+    _save(tuned, folder, new_metadata, card, images, overwrite)
+    shutil.rmtree(run_dir, ignore_errors=True)
     if verbose:
         print(_summary_text(report, folder))
     return FinetuneResult(folder=folder, kept=kept,
