@@ -26,7 +26,6 @@ See docs/finetuning.md for the measured gains on real stacks.
 
 import contextlib
 import dataclasses
-import datetime
 import hashlib
 import json
 import math
