@@ -65,7 +65,11 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     keras.utils.set_random_seed(1234)
     np.random.seed(1234)
+    # A test (or a documentation block run by tests/test_docs.py) may set a global
+    # dtype policy such as "mixed_bfloat16"; later tests must not inherit it.
+    policy = keras.config.dtype_policy()
     yield
+    keras.config.set_dtype_policy(policy)
 
 
 @pytest.fixture
