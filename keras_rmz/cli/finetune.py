@@ -65,6 +65,8 @@ def add_parser(subparsers):
                         help="peak Adam learning rate, warm-up then cosine decay (default 3e-4)")
     recipe.add_argument("--eval-every", type=positive_int, default=200, metavar="N",
                         help="steps between held-out scores (default 200)")
+    recipe.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
+                        help="moving average of the weights, scored and kept (default 0.99; 0: none)")
     recipe.add_argument("--seed", type=int, default=0, help="seed of the training draws (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a preset already in --output")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
@@ -74,14 +76,15 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from keras_rmz.training.fine_tuning import finetune
+    from keras_rmz.training.fine_tuning import DEFAULT_EMA, finetune
 
     result = finetune(
         args.stacks, args.preset, args.output, targets=args.targets, minutes=args.minutes, steps=args.steps,
         holdout=args.holdout, holdout_fraction=args.holdout_fraction, num_inputs=args.num_inputs,
         input_spacing_um=args.input_spacing, pixel_um=args.pixel_um, z_step_um=args.z_step,
         patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        eval_every=args.eval_every, overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
+        eval_every=args.eval_every, ema=DEFAULT_EMA if args.ema is None else args.ema,
+        overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
         verbose=0 if args.quiet else 1,
     )
     return 0 if result is not None else 1

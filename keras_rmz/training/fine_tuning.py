@@ -42,6 +42,7 @@ import numpy as np
 FINETUNABLE_CLASSES = ("RecurrentMZ", "RecurrentMZPlus")
 DEFAULT_MINUTES = 7.0
 DEFAULT_HOLDOUT_FRACTION = 0.5
+DEFAULT_EMA = 0.99
 # A pixel size within this relative difference of the preset's is used as it
 # is; otherwise planes are resampled to the preset's pixel size for training
 # (and the new preset records the preset's pixel size).
@@ -552,6 +553,7 @@ def finetune(
     spacing_jitter=0.1,
     train_at_preset_pixel=True,
     output_margin_um=None,
+    ema=DEFAULT_EMA,
     overwrite=False,
     resume=True,
     seed=0,
@@ -598,6 +600,10 @@ def finetune(
             preset's, train on planes resampled to the preset's pixel size
             (the new preset keeps it, and ``reconstruct`` resamples), else
             train at the stacks' own pixel size (the new preset records it).
+        ema: momentum of an exponential moving average of the weights
+            (Keras ``Adam(use_ema=True)``); the held-out score and the
+            written preset use the averaged weights, which are steadier
+            than the last step's. ``None`` or 0: no averaging.
         overwrite: replace a preset already in ``output``.
         resume: continue an interrupted run of the same settings (its
             state lives in the hidden folder ``.<output>.finetune/`` beside
@@ -643,6 +649,8 @@ def finetune(
         raise ValueError(f"learning_rate must be a number > 0; got {learning_rate!r}")
     if not 0 <= spacing_jitter < 0.5:
         raise ValueError(f"spacing_jitter must be in [0, 0.5) (a fraction of Δz); got {spacing_jitter!r}")
+    if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 <= ema < 1):
+        raise ValueError(f"ema must be None or a momentum in [0, 1) (0 or None: no weight averaging); got {ema!r}")
     folder = _check_output(output, overwrite)
     metadata, class_short = _preset_metadata(preset)
     _check_class(class_short, targets is not None, f"preset {str(preset)!r}")
@@ -700,7 +708,7 @@ def finetune(
         "input_spacing_um": input_spacing_um, "holdout": holdout, "holdout_fraction": holdout_fraction,
         "patch_size": int(patch_size), "batch_size": int(batch_size), "learning_rate": learning_rate,
         "eval_every": int(eval_every), "spacing_jitter": spacing_jitter, "seed": seed, "minutes": minutes,
-        "steps": steps, "pixel_um": data_pixel, "trained_pixel_um": trained_pixel, "targets": target_list is not None,
+        "steps": steps, "ema": ema or None, "pixel_um": data_pixel, "trained_pixel_um": trained_pixel, "targets": target_list is not None,
     }
     margin = _training_margin(metadata, num_inputs, input_spacing_um) if output_margin_um is None \
         else float(output_margin_um)
@@ -789,12 +797,23 @@ def finetune(
             target_normalization="own" if target_list is not None else "inputs",
             min_signal=None, seed=int(seed),
         )
-        model.compile(optimizer=keras.optimizers.Adam(float(learning_rate)), loss=RecurrentMZLoss())
+        if ema:
+            optimizer = keras.optimizers.Adam(float(learning_rate), use_ema=True, ema_momentum=float(ema))
+        else:
+            optimizer = keras.optimizers.Adam(float(learning_rate))
+        model.compile(optimizer=optimizer, loss=RecurrentMZLoss())
         checkpoint = TrainingCheckpoint(run_dir, save_freq="epoch", monitor=None, data=dataset)
         callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose)
         save_state()
         epochs = 10**6 if steps is None else math.ceil(steps / eval_every)
-        model.fit(dataset, epochs=epochs, callbacks=[callback, checkpoint], verbose=0)
+        # At each epoch end the averaged weights are swapped in (and swapped
+        # out at the next epoch's start), scored, then checkpointed after the
+        # run state, as Keras recommends for SwapEMAWeights: a resumed run
+        # continues from the averaged weights.
+        callbacks = [callback, checkpoint]
+        if ema:
+            callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=0)
         state["steps"] = checkpoint.global_step if checkpoint.global_step else state["steps"]
         save_state()
     # ---- 4. Keep the best, report, write the preset ------------------------

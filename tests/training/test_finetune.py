@@ -80,6 +80,9 @@ def test_bad_requests_are_refused_before_any_model(monkeypatch, tmp_path, tiny_p
     for budget in ({"minutes": 0}, {"steps": 0}, {"minutes": -1.0}, {"minutes": float("nan")}):
         with pytest.raises(ValueError, match="must be .* > 0|>= 1"):
             finetune([stack], tiny_preset, tmp_path / "out", **budget, **TINY)
+    for ema in (1.0, -0.1, "0.9", True):
+        with pytest.raises(ValueError, match=r"ema must be None or a momentum in \[0, 1\)"):
+            finetune([stack], tiny_preset, tmp_path / "out", steps=2, ema=ema, **TINY)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="already holds a preset.*--overwrite"):
@@ -127,6 +130,20 @@ def test_finetune_writes_a_preset_with_an_honest_report(tmp_path, tiny_preset, s
         peak = truth.max() - truth.min()
         scores.append(10 * np.log10(peak**2 / np.mean((truth - prediction) ** 2)))
     assert result.table["linear interpolation"]["psnr_db"] == pytest.approx(np.mean(scores), abs=1e-3)
+    # The written weights are the ones scored: the averaged (EMA) weights of
+    # the best checkpoint, not the last raw step's.
+    written = load_preset(folder)
+    tuned = []
+    for window in report["windows"]:
+        first, last = (int(np.argmin(np.abs(stack.z - z))) for z in window["input_z_um"])
+        outputs = np.arange(first + 1, last)
+        truth = held[outputs]
+        prediction = written.reconstruct(held[[first, last]].astype(np.float32), stack.z[[first, last]],
+                                         stack.z[outputs], pixel_um=stack.pixel_um, extrapolate=True, verbose=False)
+        tuned.append(10 * np.log10((truth.max() - truth.min()) ** 2 / np.mean((truth - prediction) ** 2)))
+    assert result.table["fine-tuned"]["psnr_db"] == pytest.approx(np.mean(tuned), abs=1e-3)
+    if result.kept == "fine-tuned":
+        assert result.table["fine-tuned"]["psnr_db"] == pytest.approx(max(p for _, p in result.history), abs=1e-3)
 
     # Never worse than the starting preset, and the card says which was kept.
     assert result.table["fine-tuned"]["psnr_db"] >= result.table["starting preset"]["psnr_db"] - 1e-6
@@ -143,9 +160,11 @@ def test_finetune_writes_a_preset_with_an_honest_report(tmp_path, tiny_preset, s
     assert json.loads((folder / "metadata.json").read_text())["training"]["steps"] == 2
 
 
-def test_starting_weights_are_kept_when_training_does_not_help(tmp_path, tiny_preset, stack):
-    # A learning rate this large ruins the network: nothing beats the start.
-    result = finetune([stack], tiny_preset, tmp_path / "mine", steps=4, learning_rate=50.0, verbose=0, **TINY)
+@pytest.mark.parametrize("ema", [finetune_module.DEFAULT_EMA, None])
+def test_starting_weights_are_kept_when_training_does_not_help(tmp_path, tiny_preset, stack, ema):
+    # A learning rate this large ruins the network (raw or averaged): nothing beats the start.
+    result = finetune([stack], tiny_preset, tmp_path / "mine", steps=4, learning_rate=50.0, ema=ema, verbose=0,
+                      **TINY)
     assert result.kept == "starting preset"
     assert result.table["fine-tuned"]["psnr_db"] == pytest.approx(result.table["starting preset"]["psnr_db"])
     kept, start = load_preset(tmp_path / "mine"), load_preset(tiny_preset)
