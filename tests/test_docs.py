@@ -78,7 +78,10 @@ NOT_RUN_PYTHON = {
 NOT_RUN_COMMANDS = {
     r"pip install .*": "installs the package (network); CI installs it",
     r"bash \.ci/test": "the whole test suite",
-    r"python benchmarks/.*": "benchmarks take minutes; tests/test_benchmarks_smoke.py runs each script on tiny sizes",
+    r"python benchmarks/.*": "benchmarks take minutes; tests/test_benchmarks_smoke.py runs each script on tiny sizes "
+    "(benchmarks/finetune_real.py: tests/training/test_finetune.py)",
+    r"keras-rmz finetune \.\./shared/data/\S+ .*": "the project's real stacks live outside the checkout and take "
+    "9 minutes each; the same command runs on the tiny embryo.ome.tif of the Quick start",
     r"python examples/presets/publish_preset\.py .*": "publishes a finished multi-hour training run from runs/; "
     "tests/test_publish_preset.py tests the card and docs it writes",
     r"""python -c "import keras_rmz; keras_rmz\.RecurrentMZ\.from_preset\('hf://.*'\)\"""": "downloads from the Hub "
@@ -193,6 +196,8 @@ PYTHON_REWRITES = {
     ("docs/training.md", "AdversarialTrainer(RecurrentMZ(), Discriminator())"):
         "AdversarialTrainer(RecurrentMZ(base_filters=4, depth=2), Discriminator())",
     ("docs/models.md", "(1, 1, 256, 256, 1)"): "(1, 1, 32, 32, 1)",
+    ("docs/finetuning.md", '"my_embryo_preset/")'):
+        '"my_embryo_preset/", steps=2, patch_size=16, batch_size=2, eval_every=2, verbose=0)',
     ("docs/presets.md", "keras_rmz.data.VolumeDataset(...), epochs=10"):
         'keras_rmz.data.VolumeDataset(["beads.ome.tif"], num_inputs=3, input_spacing_um=3.0, patch_size=32, '
         "batch_size=1, steps_per_epoch=1), epochs=1",

@@ -45,7 +45,7 @@ def add_parser(subparsers):
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder of the new preset")
     parser.add_argument("--targets", nargs="+", metavar="TARGET",
                         help="paired target stacks (e.g. confocal), one per STACK, same shape and z")
-    budget = parser.add_argument_group("budget (default: 7 minutes of training, about 9 in all on a 2-core CPU)")
+    budget = parser.add_argument_group("budget (default: 7 minutes of training, about 8 in all on a 2-core CPU)")
     budget.add_argument("--minutes", type=positive_float, metavar="N", help="training wall time (scoring not counted)")
     budget.add_argument("--steps", type=positive_int, metavar="N", help="training steps; with --minutes, whichever ends first")
     data = parser.add_argument_group("data")

@@ -431,7 +431,9 @@ def default_model_card(metadata, name):
         "import keras_rmz",
         "",
         f'model = keras_rmz.{class_short}.from_preset("hf://OWNER/{name}")  # or a local folder',
-        "volume = model.reconstruct(images, input_z=input_z, output_z=output_z)",
+        "volume = model.reconstruct(images, input_z=input_z, output_z=output_z"
+        + (", pixel_um=pixel_um)  # your images' pixel size (µm); resampled to the preset's"
+           if metadata.get("pixel_um") else ")"),
         "```",
         "",
         "## Preset",

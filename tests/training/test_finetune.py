@@ -211,3 +211,31 @@ def test_cli_finetune(tmp_path, tiny_preset, stack_file, capsys):
         main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--minutes", "0"])
     assert exit_info.value.code == 2
     assert "--minutes" in capsys.readouterr().err
+
+
+def test_finetune_real_benchmark_runs_and_saves_its_table(tmp_path, tiny_preset, stack_file, capsys):
+    """benchmarks/finetune_real.py (the table of docs/finetuning.md), on a tiny stack and budget."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "finetune_real.py"
+    spec = importlib.util.spec_from_file_location("_rmz_benchmark_finetune_real", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "results"
+    code = bench.main([str(stack_file), "--preset", str(tiny_preset), "--out", str(out), "--tag", "tiny",
+                       "--set", "steps=2", "--set", "patch_size=16", "--set", "batch_size=2", "--set", "eval_every=2"])
+    assert code == 0
+    record = json.loads((out / "finetune_real_tiny.json").read_text())
+    (row,) = record["rows"]
+    assert row["steps"] == 2 and row["stack"] == "stack.ome.tif"
+    table = row["table"]
+    gain = table["fine-tuned"]["psnr_db"] - table["linear interpolation"]["psnr_db"]
+    assert row["gain_over_interpolation_db"] == pytest.approx(gain)
+    assert f"**{gain:+.2f} dB**" in (out / "finetune_real_tiny.md").read_text()
+    assert sorted(p.name for p in out.glob("*.png")) == ["finetune_real_tiny_stack_mip_comparison.png",
+                                                         "finetune_real_tiny_stack_psnr_vs_z.png"]
+    with pytest.raises(SystemExit, match="no such stack"):
+        bench.main([str(tmp_path / "missing.tif")])
+    with pytest.raises(SystemExit, match="--set takes key=value"):
+        bench.main([str(stack_file), "--set", "steps"])
