@@ -416,7 +416,7 @@ def _lr_at(fraction, peak, warmup=0.05, floor=0.05):
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _budget_callbacks(budget, scorer, model, state, save_state, verbose):
+def _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema):
     """The callbacks of one fine-tuning session (built here so that keras is
     imported only once the checks have passed)."""
     import keras
@@ -429,6 +429,7 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose):
         def __init__(self):
             super().__init__()
             self.bar = None
+            self.learning_rate = None
 
         def fraction(self):
             parts = []
@@ -454,7 +455,18 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose):
                                     "[{elapsed}<{remaining}{postfix}]")
 
         def on_train_batch_begin(self, batch, logs=None):
-            self.model.optimizer.learning_rate.assign(_lr_at(self.fraction(), budget["learning_rate"]))
+            value = _lr_at(self.fraction(), budget["learning_rate"])
+            if self.learning_rate is not None and abs(value - self.learning_rate) <= 0.01 * self.learning_rate:
+                return
+            # Keras on JAX carries the optimizer state between steps of an
+            # epoch and re-reads the variables only after a callback has
+            # synced them back; without this the new rate would wait for
+            # the next epoch. (A no-op on the other backends.)
+            sync = getattr(self.model, "jax_state_sync", None)
+            if sync is not None:
+                sync()
+            self.model.optimizer.learning_rate.assign(value)
+            self.learning_rate = value
 
         def on_train_batch_end(self, batch, logs=None):
             state["steps"] += 1
@@ -470,15 +482,31 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose):
         def on_epoch_end(self, epoch, logs=None):
             # Scoring time is not training time: pause the clock around it.
             start = time.monotonic()
-            value = scorer.score(model)["psnr_db"]
+            live = None
+            if ema:
+                # Score (and keep) the averaged weights, then put the live
+                # ones back, so that training and a resumed run continue
+                # exactly. finalize_variable_values assigns each average
+                # variable to its weight, so that on JAX both hold one array,
+                # which predict (it donates its inputs) would delete under
+                # the optimizer: the weights get copies. (Keras's
+                # SwapEMAWeights has the same sharing and fails the same way.)
+                live = [np.array(w) for w in model.get_weights()]
+                model.optimizer.finalize_variable_values(model.trainable_variables)
+                model.set_weights([np.array(w) for w in model.get_weights()])
+            try:
+                value = scorer.score(model)["psnr_db"]
+                if value > state["best_psnr"]:
+                    state["best_psnr"] = value
+                    state["best_step"] = state["steps"]
+                    state["best_weights"] = [np.array(w) for w in model.get_weights()]
+            finally:
+                if live is not None:
+                    model.set_weights(live)
             self.session_start += time.monotonic() - start
             state["history"].append([state["steps"], value])
             if logs is not None:
                 logs["heldout_psnr"] = value
-            if value > state["best_psnr"]:
-                state["best_psnr"] = value
-                state["best_step"] = state["steps"]
-                state["best_weights"] = [np.array(w) for w in model.get_weights()]
             state["seconds"] = self.elapsed()
             self.session_start = time.monotonic()
             save_state()
@@ -803,17 +831,12 @@ def finetune(
             optimizer = keras.optimizers.Adam(float(learning_rate))
         model.compile(optimizer=optimizer, loss=RecurrentMZLoss())
         checkpoint = TrainingCheckpoint(run_dir, save_freq="epoch", monitor=None, data=dataset)
-        callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose)
+        callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema)
         save_state()
         epochs = 10**6 if steps is None else math.ceil(steps / eval_every)
-        # At each epoch end the averaged weights are swapped in (and swapped
-        # out at the next epoch's start), scored, then checkpointed after the
-        # run state, as Keras recommends for SwapEMAWeights: a resumed run
-        # continues from the averaged weights.
-        callbacks = [callback, checkpoint]
-        if ema:
-            callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-        model.fit(dataset, epochs=epochs, callbacks=callbacks, verbose=0)
+        # The run state (scores, best weights) is saved before the
+        # checkpoint (live weights, optimizer state with the averages).
+        model.fit(dataset, epochs=epochs, callbacks=[callback, checkpoint], verbose=0)
         state["steps"] = checkpoint.global_step if checkpoint.global_step else state["steps"]
         save_state()
     # ---- 4. Keep the best, report, write the preset ------------------------

@@ -239,3 +239,77 @@ def test_finetune_real_benchmark_runs_and_saves_its_table(tmp_path, tiny_preset,
         bench.main([str(tmp_path / "missing.tif")])
     with pytest.raises(SystemExit, match="--set takes key=value"):
         bench.main([str(stack_file), "--set", "steps"])
+
+
+def test_the_learning_rate_schedule_acts_on_every_step(monkeypatch, tmp_path, tiny_preset, stack):
+    # The rate is the peak for the first step and zero after it: four steps
+    # in one epoch must end where one step ends. (On JAX, Keras carries the
+    # optimizer state through an epoch; a rate assigned mid-epoch without a
+    # state sync would only act from the next epoch.)
+    monkeypatch.setattr(finetune_module, "_lr_at", lambda fraction, peak, **kwargs: peak if fraction == 0 else 0.0)
+    from keras_rmz.training.callbacks import TrainingCheckpoint
+
+    ends = []
+    on_train_end = TrainingCheckpoint.on_train_end
+
+    def record(self, logs=None):
+        ends.append([np.array(w) for w in self.model.get_weights()])
+        return on_train_end(self, logs)
+
+    monkeypatch.setattr(TrainingCheckpoint, "on_train_end", record)
+    for steps in (1, 4):
+        finetune([stack], tiny_preset, tmp_path / f"run{steps}", steps=steps, learning_rate=1e-2, ema=None, verbose=0,
+                 patch_size=16, batch_size=2, eval_every=4)  # the same batches: one epoch of 4 steps
+    model = load_preset(tiny_preset)
+    trainable = {id(v) for v in model.trainable_variables}
+    kernels = [i for i, v in enumerate(model.weights) if id(v) in trainable]  # not the moving statistics
+    start = model.get_weights()
+    assert any(not np.allclose(ends[0][i], start[i]) for i in kernels)  # the first step moved the weights
+    for i in kernels:
+        np.testing.assert_allclose(ends[1][i], ends[0][i], rtol=1e-5, atol=1e-6)
+
+
+def test_the_averaged_weights_are_scored_and_the_live_ones_trained(monkeypatch, tmp_path, tiny_preset, stack):
+    # With a momentum this close to 1 the average stays put while the live
+    # weights move: the held-out score must see the average, and the
+    # checkpoint (what training continues from) the live weights, with the
+    # averages in the optimizer state.
+    import h5py
+
+    from keras_rmz.training.callbacks import TrainingCheckpoint
+
+    scored = []
+    score = finetune_module.HeldOutScorer.score
+
+    def recording(self, method, keep=False):
+        if not isinstance(method, str):
+            scored.append([np.array(w) for w in method.get_weights()])
+        return score(self, method, keep)
+
+    save = TrainingCheckpoint.save
+
+    def save_then_stop(self, model):
+        save(self, model)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune_module.HeldOutScorer, "score", recording)
+    monkeypatch.setattr(TrainingCheckpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        finetune([stack], tiny_preset, tmp_path / "mine", steps=4, learning_rate=1e-2, ema=0.999999, verbose=0, **TINY)
+    start = load_preset(tiny_preset)
+    trainable = {id(v) for v in start.trainable_variables}
+    kernels = [i for i, v in enumerate(start.weights) if id(v) in trainable]
+    assert len(scored) == 2  # the start, then step 2
+    with h5py.File(tmp_path / ".mine.finetune" / TrainingCheckpoint.CHECKPOINT_NAME, "r") as handle:
+        assert int(handle.attrs["global_step"]) == 2
+        live = [handle["model_weights"][str(i)][()] for i in range(len(start.weights))]
+        group = handle["optimizer_variables"]
+        averages = [group[k][()] for k in sorted(group, key=int) if group[k].attrs["path"].endswith("_average")]
+    starting = start.get_weights()
+    assert len(averages) == len(kernels)
+    # (Keras seeds the average with the weights after the first step, taken
+    # at a tenth of the peak rate in the warm-up; the second is near the peak.)
+    for average, i in zip(averages, kernels):
+        np.testing.assert_allclose(scored[1][i], average, atol=1e-6)
+    assert max(np.abs(live[i] - average).max() for average, i in zip(averages, kernels)) > 5e-3
+    assert max(np.abs(average - starting[i]).max() for average, i in zip(averages, kernels)) < 2e-3
