@@ -429,7 +429,6 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema):
         def __init__(self):
             super().__init__()
             self.bar = None
-            self.learning_rate = None
 
         def fraction(self):
             parts = []
@@ -455,18 +454,10 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema):
                                     "[{elapsed}<{remaining}{postfix}]")
 
         def on_train_batch_begin(self, batch, logs=None):
-            value = _lr_at(self.fraction(), budget["learning_rate"])
-            if self.learning_rate is not None and abs(value - self.learning_rate) <= 0.01 * self.learning_rate:
-                return
-            # Keras on JAX carries the optimizer state between steps of an
-            # epoch and re-reads the variables only after a callback has
-            # synced them back; without this the new rate would wait for
-            # the next epoch. (A no-op on the other backends.)
-            sync = getattr(self.model, "jax_state_sync", None)
-            if sync is not None:
-                sync()
-            self.model.optimizer.learning_rate.assign(value)
-            self.learning_rate = value
+            # Through self.model, not the closure's model: on JAX, Keras
+            # carries the optimizer state through an epoch, and reading
+            # Callback.model syncs it, so the new rate acts on this step.
+            self.model.optimizer.learning_rate.assign(_lr_at(self.fraction(), budget["learning_rate"]))
 
         def on_train_batch_end(self, batch, logs=None):
             state["steps"] += 1
