@@ -67,6 +67,8 @@ def add_parser(subparsers):
                         help="steps between held-out scores (default 200)")
     recipe.add_argument("--ema", type=float, default=None, metavar="MOMENTUM",
                         help="moving average of the weights, scored and kept (default 0.99; 0: none)")
+    recipe.add_argument("--ms-ssim-weight", type=float, default=None, metavar="W",
+                        help="weight of 1 − MS-SSIM beside 3·BerHu in the loss (default 0; the paper's 1)")
     recipe.add_argument("--seed", type=int, default=0, help="seed of the training draws (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a preset already in --output")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
@@ -76,7 +78,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from keras_rmz.training.fine_tuning import DEFAULT_EMA, finetune
+    from keras_rmz.training.fine_tuning import DEFAULT_EMA, DEFAULT_MS_SSIM_WEIGHT, finetune
 
     result = finetune(
         args.stacks, args.preset, args.output, targets=args.targets, minutes=args.minutes, steps=args.steps,
@@ -84,6 +86,7 @@ def run(args):
         input_spacing_um=args.input_spacing, pixel_um=args.pixel_um, z_step_um=args.z_step,
         patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
         eval_every=args.eval_every, ema=DEFAULT_EMA if args.ema is None else args.ema,
+        ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT if args.ms_ssim_weight is None else args.ms_ssim_weight,
         overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
         verbose=0 if args.quiet else 1,
     )

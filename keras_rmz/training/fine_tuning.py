@@ -11,8 +11,8 @@ held-out score: the paper's own workflow (train on the sample you image).
    several are given;
 3. scores, on the held-out part, at the planes between M inputs Δz apart:
    the starting preset, linear interpolation and the nearest input plane;
-4. trains with the paper's content loss (3·BerHu + 1·(1 − MS-SSIM)) on
-   patches of the rest, a warm-up and cosine learning-rate schedule, a
+4. trains with the BerHu term of the paper's content loss (its MS-SSIM
+   term off by default: ``ms_ssim_weight``) on patches of the rest, a warm-up and cosine learning-rate schedule, a
    progress bar and resumable checkpoints, and scores the held-out part
    every ``eval_every`` steps, keeping the best weights;
 5. keeps the starting weights when training did not beat them on the
@@ -43,6 +43,10 @@ FINETUNABLE_CLASSES = ("RecurrentMZ", "RecurrentMZPlus")
 DEFAULT_MINUTES = 7.0
 DEFAULT_HOLDOUT_FRACTION = 0.5
 DEFAULT_EMA = 0.99
+# Fine-tuning for the held-out PSNR: BerHu alone, without the paper's
+# 1·(1 − MS-SSIM), scored the same on the real Cy3 stack (28.83 vs 28.84 dB),
+# 0.17 dB higher on FITC (26.47 vs 26.30), and the same SSIM (docs/finetuning.md).
+DEFAULT_MS_SSIM_WEIGHT = 0.0
 # A pixel size within this relative difference of the preset's is used as it
 # is; otherwise planes are resampled to the preset's pixel size for training
 # (and the new preset records the preset's pixel size).
@@ -573,6 +577,7 @@ def finetune(
     train_at_preset_pixel=True,
     output_margin_um=None,
     ema=DEFAULT_EMA,
+    ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT,
     overwrite=False,
     resume=True,
     seed=0,
@@ -623,6 +628,9 @@ def finetune(
             (Keras ``Adam(use_ema=True)``); the held-out score and the
             written preset use the averaged weights, which are steadier
             than the last step's. ``None`` or 0: no averaging.
+        ms_ssim_weight: weight of the ``1 − MS-SSIM`` term of the loss,
+            beside ``3·BerHu`` (``RecurrentMZLoss``); the paper trains with
+            1, fine-tuning defaults to 0 (measured in docs/finetuning.md).
         overwrite: replace a preset already in ``output``.
         resume: continue an interrupted run of the same settings (its
             state lives in the hidden folder ``.<output>.finetune/`` beside
@@ -670,6 +678,9 @@ def finetune(
         raise ValueError(f"spacing_jitter must be in [0, 0.5) (a fraction of Δz); got {spacing_jitter!r}")
     if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 <= ema < 1):
         raise ValueError(f"ema must be None or a momentum in [0, 1) (0 or None: no weight averaging); got {ema!r}")
+    if isinstance(ms_ssim_weight, bool) or not isinstance(ms_ssim_weight, (int, float)) \
+            or not (math.isfinite(ms_ssim_weight) and ms_ssim_weight >= 0):
+        raise ValueError(f"ms_ssim_weight must be a number >= 0 (0: BerHu alone; the paper's 1); got {ms_ssim_weight!r}")
     folder = _check_output(output, overwrite)
     metadata, class_short = _preset_metadata(preset)
     _check_class(class_short, targets is not None, f"preset {str(preset)!r}")
@@ -727,7 +738,7 @@ def finetune(
         "input_spacing_um": input_spacing_um, "holdout": holdout, "holdout_fraction": holdout_fraction,
         "patch_size": int(patch_size), "batch_size": int(batch_size), "learning_rate": learning_rate,
         "eval_every": int(eval_every), "spacing_jitter": spacing_jitter, "seed": seed, "minutes": minutes,
-        "steps": steps, "ema": ema or None, "pixel_um": data_pixel, "trained_pixel_um": trained_pixel, "targets": target_list is not None,
+        "steps": steps, "ema": ema or None, "ms_ssim_weight": float(ms_ssim_weight), "pixel_um": data_pixel, "trained_pixel_um": trained_pixel, "targets": target_list is not None,
     }
     margin = _training_margin(metadata, num_inputs, input_spacing_um) if output_margin_um is None \
         else float(output_margin_um)
@@ -820,7 +831,7 @@ def finetune(
             optimizer = keras.optimizers.Adam(float(learning_rate), use_ema=True, ema_momentum=float(ema))
         else:
             optimizer = keras.optimizers.Adam(float(learning_rate))
-        model.compile(optimizer=optimizer, loss=RecurrentMZLoss())
+        model.compile(optimizer=optimizer, loss=RecurrentMZLoss(ms_ssim_weight=float(ms_ssim_weight)))
         checkpoint = TrainingCheckpoint(run_dir, save_freq="epoch", monitor=None, data=dataset)
         callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema)
         save_state()
@@ -937,8 +948,9 @@ def _new_metadata(metadata, preset, settings, state, report, pixel_um, num_input
                                 "sha256": metadata.get("sha256")},
             "recipe": {k: settings[k] for k in ("patch_size", "batch_size", "learning_rate", "eval_every",
                                                  "spacing_jitter", "output_margin_um", "seed", "minutes",
-                                                 "steps", "holdout", "holdout_fraction", "trained_pixel_um")},
-            "loss": "3·BerHu(c = 0.1) + 1·(1 − MS-SSIM), Adam, warm-up then cosine decay",
+                                                 "steps", "holdout", "holdout_fraction", "trained_pixel_um", "ema",
+                                                 "ms_ssim_weight")},
+            "loss": f"3·BerHu(c = 0.1) + {settings['ms_ssim_weight']:g}·(1 − MS-SSIM), Adam, warm-up then cosine decay",
             "steps": report["steps"], "best_step": report["best_step"], "kept": report["kept"],
             "wall_time_s": report["training_seconds"], "sessions": report["sessions"],
             "backend": keras.backend.backend(), "keras_rmz": __version__,

@@ -83,6 +83,9 @@ def test_bad_requests_are_refused_before_any_model(monkeypatch, tmp_path, tiny_p
     for ema in (1.0, -0.1, "0.9", True):
         with pytest.raises(ValueError, match=r"ema must be None or a momentum in \[0, 1\)"):
             finetune([stack], tiny_preset, tmp_path / "out", steps=2, ema=ema, **TINY)
+    for weight in (-1.0, float("nan"), "1", True):
+        with pytest.raises(ValueError, match=r"ms_ssim_weight must be a number >= 0"):
+            finetune([stack], tiny_preset, tmp_path / "out", steps=2, ms_ssim_weight=weight, **TINY)
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="already holds a preset.*--overwrite"):
@@ -205,6 +208,14 @@ def test_cli_finetune(tmp_path, tiny_preset, stack_file, capsys):
     code = main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--steps", "2",
                  "--patch-size", "16", "--batch-size", "2", "--eval-every", "2", "-q"])
     assert code == 0 and (out / "model.weights.h5").exists()
+    training = json.loads((out / "metadata.json").read_text())["training"]
+    assert training["recipe"]["ms_ssim_weight"] == finetune_module.DEFAULT_MS_SSIM_WEIGHT == 0
+    assert training["loss"].startswith("3·BerHu(c = 0.1) + 0·(1 − MS-SSIM)")
+    assert main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--steps", "2",
+                 "--patch-size", "16", "--batch-size", "2", "--eval-every", "2", "-q", "--overwrite",
+                 "--ms-ssim-weight", "1"]) == 0
+    training = json.loads((out / "metadata.json").read_text())["training"]
+    assert training["recipe"]["ms_ssim_weight"] == 1 and "+ 1·(1 − MS-SSIM)" in training["loss"]
     assert main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--steps", "2"]) == 2
     assert "already holds a preset" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
