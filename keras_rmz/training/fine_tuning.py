@@ -12,9 +12,10 @@ held-out score: the paper's own workflow (train on the sample you image).
 3. scores, on the held-out part, at the planes between M inputs Δz apart:
    the starting preset, linear interpolation and the nearest input plane;
 4. trains with the BerHu term of the paper's content loss (its MS-SSIM
-   term off by default: ``ms_ssim_weight``) on patches of the rest, a warm-up and cosine learning-rate schedule, a
-   progress bar and resumable checkpoints, and scores the held-out part
-   every ``eval_every`` steps, keeping the best weights;
+   term off by default: ``ms_ssim_weight``) on patches of the rest, a
+   warm-up and cosine learning-rate schedule, a progress bar and resumable
+   checkpoints, and scores the held-out part every ``eval_every`` steps,
+   keeping the best weights;
 5. keeps the starting weights when training did not beat them on the
    held-out part, and says so;
 6. writes a preset folder whose card reports PSNR, NRMSE and SSIM for the
@@ -420,7 +421,7 @@ def _lr_at(fraction, peak, warmup=0.05, floor=0.05):
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema):
+def _budget_callbacks(budget, scorer, model, state, save_state, verbose):
     """The callbacks of one fine-tuning session (built here so that keras is
     imported only once the checks have passed)."""
     import keras
@@ -478,7 +479,7 @@ def _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema):
             # Scoring time is not training time: pause the clock around it.
             start = time.monotonic()
             live = None
-            if ema:
+            if model.optimizer.use_ema:
                 # Score (and keep) the averaged weights, then put the live
                 # ones back, so that training and a resumed run continue
                 # exactly. finalize_variable_values assigns each average
@@ -833,7 +834,7 @@ def finetune(
             optimizer = keras.optimizers.Adam(float(learning_rate))
         model.compile(optimizer=optimizer, loss=RecurrentMZLoss(ms_ssim_weight=float(ms_ssim_weight)))
         checkpoint = TrainingCheckpoint(run_dir, save_freq="epoch", monitor=None, data=dataset)
-        callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose, ema)
+        callback = _budget_callbacks(budget, scorer, model, state, save_state, verbose)
         save_state()
         epochs = 10**6 if steps is None else math.ceil(steps / eval_every)
         # The run state (scores, best weights) is saved before the
