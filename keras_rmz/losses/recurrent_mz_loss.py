@@ -24,7 +24,8 @@ class RecurrentMZLoss(keras.losses.Loss):
 
     Args:
         berhu_weight: alpha, weight of the BerHu term. Defaults to 3.0.
-        ms_ssim_weight: beta, weight of `1 - MS-SSIM`. Defaults to 1.0.
+        ms_ssim_weight: beta, weight of `1 - MS-SSIM`. Defaults to 1.0. At 0
+            the MS-SSIM term is not computed.
         c: BerHu threshold, > 0. Defaults to 0.1.
         adaptive: BerHu with `c = 0.2 * max|d|` per sample (authors' code).
             Defaults to False.
@@ -79,6 +80,11 @@ class RecurrentMZLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_true, y_pred = match_rank(y_true, y_pred)
         pixel = berhu(y_true, y_pred, c=self.c, adaptive=self.adaptive)
+        if self.ms_ssim_weight == 0:
+            # A weight of zero drops the term: MS-SSIM (five Gaussian
+            # filterings per scale) is a large share of a small model's
+            # training step, and its gradient would be multiplied by 0.
+            return self.berhu_weight * pixel
         structure = 1.0 - ms_ssim(y_true, y_pred, max_val=self.max_val)
         structure = keras.ops.cast(structure, pixel.dtype)
         return self.berhu_weight * pixel + self.ms_ssim_weight * structure

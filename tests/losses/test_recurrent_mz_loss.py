@@ -66,6 +66,21 @@ def test_golden_training_patch_with_other_weights():
     )
 
 
+def test_zero_ms_ssim_weight_is_berhu_alone_and_skips_ms_ssim(monkeypatch):
+    import keras_rmz.losses.recurrent_mz_loss as module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("MS-SSIM computed at weight 0")
+
+    monkeypatch.setattr(module, "ms_ssim", refuse)
+    y_true, y_pred = _pair((2, 64, 64, 1), seed=2)
+    d = np.abs(y_pred - y_true)
+    expected = 3.0 * numpy_berhu(y_true, y_pred, 0.1)
+    loss = RecurrentMZLoss(ms_ssim_weight=0.0, reduction=None)
+    np.testing.assert_allclose(evaluate(loss, y_true, y_pred), expected, atol=1e-5, rtol=1e-5)
+    assert d.max() > 0.1  # both branches of BerHu are exercised
+
+
 def test_zero_for_perfect_prediction_and_finite_gradient():
     y_true, _ = _pair((2, 64, 64, 1))
     loss = RecurrentMZLoss(reduction=None)
