@@ -84,7 +84,7 @@ def main(argv=None):
         trainer.compile(
             optimizer=keras.optimizers.Adam(1e-4),
             loss=rmz.losses.RecurrentMZLoss(),
-            metrics=[rmz.training.PSNR(), rmz.training.SSIM()],
+            metrics=[rmz.metrics.PSNR(), rmz.metrics.SSIM()],
         )
     history = trainer.fit(data, epochs=1)
 

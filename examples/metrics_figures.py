@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 
+from keras_rmz import evaluation
 from keras_rmz import metrics
 from keras_rmz import plot
 
@@ -148,25 +149,25 @@ def main():
 
     # 4. Permutations (Fig. 6e): invariant baseline vs order-sensitive toy.
     roi = (0, 96, 0, 96)
-    permutation = metrics.permutation_test(
+    permutation = evaluation.permutation_test(
         LastInputBiased(), images, input_z, z_um, volume, roi=roi
     )
     plot.permutation_plot(permutation, path=out / "metrics_permutation.png", dpi=dpi)
-    invariant = metrics.permutation_test(
+    invariant = evaluation.permutation_test(
         LinearInterpolation(), images, input_z, z_um, volume, roi=roi
     )
 
     # 5. DPM noise (Fig. 5b). Planes near inputs, where interpolation is good
     # and a wrong input position shows (between inputs it is poor anyway).
     dpm_planes = [33, 58]
-    noise = metrics.dpm_noise_test(
+    noise = evaluation.dpm_noise_test(
         LinearInterpolation(), images, input_z, z_um[dpm_planes], volume[dpm_planes],
         sigmas_um=(0.0, 0.25, 0.5, 1.0), repeats=50, seed=0,
     )
     plot.dpm_noise_plot(noise, path=out / "metrics_dpm_noise.png", dpi=dpi)
 
     # 6. Uniform vs non-uniform inputs (Fig. 4b).
-    spacing = metrics.nonuniform_spacing_test(
+    spacing = evaluation.nonuniform_spacing_test(
         LinearInterpolation(), volume, z_um, uniform_z=[3.0, 6.0, 9.0],
         nonuniform_z=[3.0, 4.8, 8.6],
     )
@@ -174,7 +175,7 @@ def main():
                      path=out / "metrics_nonuniform_spacing.png", dpi=dpi)
 
     # 7. Repetitions (Fig. 7): numbers only.
-    repetition = metrics.repetition_test(
+    repetition = evaluation.repetition_test(
         LinearInterpolation(), images, input_z, z_um, volume, roi=roi
     )
 

@@ -44,7 +44,7 @@ if str(REPOSITORY) not in sys.path:  # run from a checkout without `pip install 
     sys.path.insert(0, str(REPOSITORY))
 
 from keras_rmz.cli.demo import default_input_z  # noqa: E402
-from keras_rmz.cli.demo import linear_interpolation  # noqa: E402
+from keras_rmz.evaluation import linear_interpolation  # noqa: E402
 from keras_rmz.out_of_distribution import OutOfDistributionWarning  # noqa: E402
 
 # --------------------------------------------------------------------------
@@ -844,7 +844,7 @@ def experiment_fig4(ctx):
         return skipped
     from keras_rmz import plot
     from keras_rmz.data import compute_normalization
-    from keras_rmz.metrics import nonuniform_spacing_test
+    from keras_rmz.evaluation import nonuniform_spacing_test
 
     preset = ctx.presets["beads"]
     spacing = float(preset.meta("input_spacing_um", 3.0))
@@ -946,7 +946,7 @@ def experiment_fig5(ctx):
         return skipped
     from keras_rmz import plot
     from keras_rmz.data import compute_normalization
-    from keras_rmz.metrics import dpm_noise_test
+    from keras_rmz.evaluation import dpm_noise_test
 
     preset = ctx.presets["nuclei"]
     spacing = float(preset.meta("input_spacing_um", 6.0))
@@ -1009,7 +1009,7 @@ def experiment_fig6(ctx):
         return skipped
     from keras_rmz import plot
     from keras_rmz.data import compute_normalization
-    from keras_rmz.metrics import permutation_test
+    from keras_rmz.evaluation import permutation_test
 
     preset = ctx.presets["beads"]
     spacing = float(preset.meta("input_spacing_um", 3.0))

@@ -24,6 +24,7 @@ from keras_rmz.version import __version__
 _SUBMODULES = (
     "cli",
     "data",
+    "evaluation",
     "inference",
     "io",
     "layers",

@@ -17,7 +17,6 @@ import numpy as np
 
 from keras_rmz.allocator import reuse_freed_memory
 from keras_rmz.data.normalization import Normalization, compute_normalization
-from keras_rmz.models.reconstruction_model import validate_reconstruct_arguments
 
 # Whole-plane inference up to this many pixels; larger planes are tiled.
 DEFAULT_MAX_TILE_PIXELS = 1024 * 1024
@@ -35,6 +34,56 @@ AUTO_BATCH_PIXELS_CPU = {"tensorflow": 256 * 256, "jax": 4 * 256 * 256, "torch":
 AUTO_BATCH_PIXELS_CPU_OTHER = 4 * 256 * 256
 AUTO_BATCH_PIXELS_ACCELERATOR = 4 * 1024 * 1024
 MAX_AUTO_BATCH_SIZE = 8
+
+
+def _as_float_array(name, value, ndim_options, shape_hint):
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and other non-arrays
+        raise ValueError(f"{name} must be an array of shape {shape_hint}; got {type(value).__name__}") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{name} must be numeric (uint8, uint16, float, ...) with shape {shape_hint}; got dtype {array.dtype}")
+    if array.dtype == bool or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be real-valued intensities or positions; got dtype {array.dtype}")
+    if array.ndim not in ndim_options:
+        raise ValueError(f"{name} must have shape {shape_hint}; got shape {array.shape}")
+    return array
+
+
+def validate_reconstruct_arguments(images, input_z, output_z):
+    """Checks ``reconstruct``'s arguments and returns them as numpy arrays:
+    images (M, H, W) float32, input_z (M,) float32, output_z (K,) float32.
+
+    Raises:
+        ValueError: saying what was wrong and what is accepted.
+    """
+    images = _as_float_array("images", images, (3, 4), "(M, H, W)")
+    if images.ndim == 4:
+        if images.shape[-1] != 1:
+            raise ValueError(
+                f"images must have shape (M, H, W) (or (M, H, W, 1)); got shape {images.shape}"
+            )
+        images = images[..., 0]
+    num_inputs, height, width = images.shape
+    if num_inputs == 0:
+        raise ValueError("images must hold at least one input plane (M >= 1); got M = 0")
+    if height == 0 or width == 0:
+        raise ValueError(f"images must have non-empty planes; got shape {images.shape}")
+    input_z = _as_float_array("input_z", input_z, (0, 1), "(M,)").reshape(-1)
+    if input_z.shape[0] != num_inputs:
+        raise ValueError(
+            f"input_z must give one z (µm) per input image: expected {num_inputs} values "
+            f"for images of shape {images.shape}; got {input_z.shape[0]}"
+        )
+    output_z = _as_float_array("output_z", output_z, (0, 1), "(K,) or a scalar").reshape(-1)
+    if output_z.shape[0] == 0:
+        raise ValueError("output_z must hold at least one output plane position (µm); got none")
+    images = images.astype(np.float32, copy=False)
+    for name, array in (("images", images), ("input_z", input_z), ("output_z", output_z)):
+        if not np.all(np.isfinite(array)):
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s)")
+    return images, input_z.astype(np.float32), output_z.astype(np.float32)
 
 
 def has_accelerator():

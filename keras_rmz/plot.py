@@ -323,7 +323,7 @@ def permutation_plot(result, path=None, *, dpi=_DEFAULT_DPI):
     the nearest input plane; dashed: the input planes.
 
     Args:
-        result: a `keras_rmz.metrics.PermutationResult`.
+        result: a `keras_rmz.evaluation.PermutationResult`.
         path: optional PNG path.
         dpi: PNG resolution.
 
@@ -334,7 +334,7 @@ def permutation_plot(result, path=None, *, dpi=_DEFAULT_DPI):
         if not hasattr(result, name):
             raise TypeError(
                 "result must be a PermutationResult from "
-                f"keras_rmz.metrics.permutation_test; missing {name!r}"
+                f"keras_rmz.evaluation.permutation_test; missing {name!r}"
             )
     mean_label = f"mean of {len(result.permutations)} orders"
     curves = {
@@ -361,7 +361,7 @@ def dpm_noise_plot(result, output_z=None, path=None, *, dpi=_DEFAULT_DPI):
     """NRMSE boxplots against the DPM noise σ (paper Fig. 5b).
 
     Args:
-        result: a `keras_rmz.metrics.DPMNoiseResult`.
+        result: a `keras_rmz.evaluation.DPMNoiseResult`.
         output_z: planes (µm) to show, one panel each; ``None``: up to four
             planes evenly spread over ``result.output_z``.
         path: optional PNG path.
@@ -374,7 +374,7 @@ def dpm_noise_plot(result, output_z=None, path=None, *, dpi=_DEFAULT_DPI):
         if not hasattr(result, name):
             raise TypeError(
                 "result must be a DPMNoiseResult from "
-                f"keras_rmz.metrics.dpm_noise_test; missing {name!r}"
+                f"keras_rmz.evaluation.dpm_noise_test; missing {name!r}"
             )
     all_z = np.asarray(result.output_z, dtype=np.float64)
     if output_z is None:

@@ -8,10 +8,11 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+from keras_rmz import evaluation
 from keras_rmz import metrics
 from keras_rmz import plot
-from tests.metrics.fake_models import InterpolationModel
-from tests.metrics.fake_models import OrderDependentModel
+from tests.evaluation.fake_models import InterpolationModel
+from tests.evaluation.fake_models import OrderDependentModel
 
 
 def _assert_png(path):
@@ -161,7 +162,7 @@ def test_permutation_plot(tmp_path):
     rng = np.random.default_rng(3)
     truth = rng.random((7, 8, 8))
     z = np.arange(7.0)
-    result = metrics.permutation_test(
+    result = evaluation.permutation_test(
         OrderDependentModel(), truth[[1, 3, 5]], z[[1, 3, 5]], z, truth
     )
     path = tmp_path / "perm.png"
@@ -181,7 +182,7 @@ def test_dpm_noise_plot_panels(tmp_path):
     rng = np.random.default_rng(4)
     truth = rng.random((5, 8, 8))
     z = np.arange(5.0)
-    result = metrics.dpm_noise_test(
+    result = evaluation.dpm_noise_test(
         InterpolationModel(), truth[[0, 4]], z[[0, 4]], z, truth,
         sigmas_um=(0.0, 0.5, 1.0), repeats=4, seed=0,
     )

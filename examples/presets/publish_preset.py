@@ -62,7 +62,8 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
     """Model vs nearest input vs linear interpolation on held-out nuclei
     volumes, at the planes strictly between the inputs."""
     from keras_rmz import metrics
-    from keras_rmz.cli.demo import default_input_z, linear_interpolation
+    from keras_rmz.cli.demo import default_input_z
+    from keras_rmz.evaluation import linear_interpolation
     from keras_rmz.data import compute_normalization
     from keras_rmz.simulate import simulate_stack
 

@@ -33,6 +33,7 @@ from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import non_negative_int as _seed
 from keras_rmz.cli.arguments import positive_float as _positive_float
 from keras_rmz.cli.arguments import positive_int as _positive_int
+from keras_rmz.evaluation.baselines import linear_interpolation
 
 HELP = "reconstruct a simulated bead volume from 3 planes and score it (offline, a few minutes)"
 
@@ -178,36 +179,6 @@ def load_demo_model(handle):
 # --------------------------------------------------------------------------
 
 
-def linear_interpolation(images, input_z, output_z):
-    """Each output plane linearly interpolated between the two input planes
-    around it (the nearest input plane outside their range).
-
-    Args:
-        images: (M, H, W) input planes.
-        input_z: (M,) their z (µm), any order.
-        output_z: (K,) output z (µm).
-
-    Returns:
-        float32 (K, H, W).
-    """
-    images = np.asarray(images, np.float32)
-    input_z = np.asarray(input_z, np.float64)
-    order = np.argsort(input_z)
-    images, input_z = images[order], input_z[order]
-    output = np.empty((len(output_z), *images.shape[1:]), np.float32)
-    for k, z in enumerate(np.asarray(output_z, np.float64)):
-        if z <= input_z[0]:
-            output[k] = images[0]
-        elif z >= input_z[-1]:
-            output[k] = images[-1]
-        else:
-            right = int(np.searchsorted(input_z, z, side="right"))
-            left = right - 1
-            weight = (z - input_z[left]) / (input_z[right] - input_z[left])
-            output[k] = (1.0 - weight) * images[left] + weight * images[right]
-    return output
-
-
 def default_input_z(z, num_inputs, spacing_um):
     """``num_inputs`` positions ``spacing_um`` apart, centred in ``z`` and on
     its planes."""
@@ -221,16 +192,6 @@ def default_input_z(z, num_inputs, spacing_um):
     start = z[0] + (extent - span) / 2
     wanted = start + spacing_um * np.arange(num_inputs)
     return z[np.argmin(np.abs(z[None, :] - wanted[:, None]), axis=1)]
-
-
-def score(volume, truth, planes):
-    """PSNR (dB, data range 1) and SSIM of ``volume`` against ``truth`` for
-    each plane index of ``planes`` (normalized intensities)."""
-    from keras_rmz.metrics import psnr, ssim
-
-    psnrs = np.array([psnr(truth[k], volume[k], data_range=1.0) for k in planes])
-    ssims = np.array([ssim(truth[k], volume[k], data_range=1.0) for k in planes])
-    return psnrs, ssims
 
 
 # --------------------------------------------------------------------------
@@ -251,6 +212,7 @@ def _write_csv(path, rows):
 def run(args):
     from keras_rmz import plot
     from keras_rmz.data import compute_normalization
+    from keras_rmz.evaluation.scoring import score_planes
     from keras_rmz.io import Stack, write_stack
     from keras_rmz.simulate import simulate_stack
     from keras_rmz.version import __version__
@@ -321,11 +283,12 @@ def run(args):
     planes = np.flatnonzero(between)
     if planes.size == 0:
         raise ValueError("no planes lie between the input planes; give inputs further apart (--input-z)")
-    all_planes = np.arange(shape[0])
     scores = {}
     for method, recon in normalized.items():
         for truth_name, truth in truths.items():
-            scores[method, truth_name] = score(recon, truth, all_planes)
+            # Normalized intensities: data range 1 (the paper's convention).
+            per_plane = score_planes(truth, recon, data_range=1.0)
+            scores[method, truth_name] = (per_plane["psnr_db"], per_plane["ssim"])
 
     # --- Report ---
     label = "Recurrent-MZ" if type(model).__name__ == "RecurrentMZ" else type(model).__name__
@@ -365,7 +328,7 @@ def run(args):
     )
     write_stack(out / "measured.ome.tif", measured)
     rows = []
-    for k in all_planes:
+    for k in range(shape[0]):
         row = {"z_um": float(z[k]), "input_plane": int(is_input[k]), "between_inputs": int(between[k])}
         for method, prefix in (("model", "model"), ("interpolation", "interpolation")):
             for truth_name in ("noise_free", "measured"):

@@ -67,51 +67,6 @@ def match_planes(prediction_z, truth_z, tolerance_um):
     return (np.array([p for p, _ in pairs], dtype=int), np.array([t for _, t in pairs], dtype=int))
 
 
-def score_planes(prediction, truth, data_range=None):
-    """PSNR (dB), NRMSE and SSIM of each plane pair (``keras_rmz.metrics``).
-
-    Args:
-        prediction: (K, H, W) planes under test.
-        truth: (K, H, W) ground-truth planes, in the same order.
-        data_range: intensity span R for PSNR and SSIM; None uses the
-            peak-to-peak span of ``truth`` (all K planes together).
-
-    Returns:
-        dict column -> float64 array (K,), plus "data_range": the R used.
-    """
-    from keras_rmz import metrics
-
-    truth = np.asarray(truth, dtype=np.float64)
-    prediction = np.asarray(prediction, dtype=np.float64)
-    for name, volume in (("PREDICTION", prediction), ("TRUTH", truth)):
-        bad = np.count_nonzero(~np.isfinite(volume))
-        if bad:
-            raise ValueError(
-                f"{name} holds {bad} NaN or inf values in the matched planes; the metrics need finite values"
-            )
-    if data_range is None:
-        data_range = float(truth.max() - truth.min())
-        if not data_range > 0:
-            raise ValueError(
-                "the matched TRUTH planes are constant, so no data range follows from them; pass --data-range"
-            )
-    scores = {
-        "psnr_db": np.array([metrics.psnr(t, p, data_range=data_range) for t, p in zip(truth, prediction)]),
-        "nrmse": np.array([_nrmse(metrics, t, p) for t, p in zip(truth, prediction)]),
-        "ssim": np.array([metrics.ssim(t, p, data_range=data_range) for t, p in zip(truth, prediction)]),
-        "data_range": data_range,
-    }
-    return scores
-
-
-def _nrmse(metrics, truth, prediction):
-    # An all-zero truth plane (e.g. empty background after normalization) has
-    # no Euclidean normalizer: report NaN for that plane, not an error.
-    if not np.any(truth):
-        return float("nan")
-    return metrics.nrmse(truth, prediction)
-
-
 def summarize(values):
     """(mean, min, max) over the finite values (inf counts for min/max)."""
     values = np.asarray(values, dtype=np.float64)
@@ -261,7 +216,9 @@ def run(args):
             f"(z = {truth.z.min():g}..{truth.z.max():g} µm) within {tolerance:g} µm; check the z of both files "
             "or pass --z-tolerance"
         )
-    scores = score_planes(prediction.data[p_index], truth.data[t_index], data_range=args.data_range)
+    from keras_rmz.evaluation.scoring import score_planes
+
+    scores = score_planes(truth.data[t_index], prediction.data[p_index], data_range=args.data_range)
     rows = [
         {
             "z_um": float(prediction.z[p]),

@@ -489,7 +489,8 @@ def compile_model(config, generator, discriminator):
     import keras
 
     from keras_rmz.losses import RecurrentMZLoss
-    from keras_rmz.training import PSNR, SSIM, AdversarialTrainer
+    from keras_rmz.metrics.keras_metrics import PSNR, SSIM
+    from keras_rmz.training import AdversarialTrainer
 
     loss_section = config.loss
     loss = RecurrentMZLoss(

@@ -1,12 +1,19 @@
-"""Evaluation metrics of the paper, on numpy arrays.
+"""Evaluation metrics of the paper: on numpy arrays, and as Keras metrics.
 
 - Image quality (`keras_rmz.metrics.image`): `rmse`, `psnr`, `nrmse`, `ssim`,
   `ms_ssim`, and `per_plane` to score a stack plane by plane.
+- Keras metrics (`keras_rmz.metrics.keras_metrics`): `PSNR` and `SSIM` for
+  ``compile(metrics=...)``, on ``keras.ops`` (any backend), same argument
+  order and ``data_range`` as the numpy functions.
 - Bead resolution (`keras_rmz.metrics.beads`): `bead_fwhm` (per-bead lateral
   FWHM from 2D Gaussian fits, Fig. 3b) and `kl_divergence` between two FWHM
   histograms.
-- Robustness (`keras_rmz.metrics.robustness`): `permutation_test`,
-  `repetition_test`, `dpm_noise_test`, `nonuniform_spacing_test` (Fig. 4-7).
+
+The experiments built on them (the paper's robustness tests, the baselines,
+scoring a reconstruction plane by plane) are in `keras_rmz.evaluation`.
+
+The Keras metrics are imported on first use, so the numpy metrics do not
+import a deep-learning backend.
 
 Conventions (data_range, NRMSE normalization, KL smoothing) are documented on
 each function and in ``docs/metrics.md``.
@@ -23,33 +30,27 @@ from keras_rmz.metrics.image import per_plane
 from keras_rmz.metrics.image import psnr
 from keras_rmz.metrics.image import rmse
 from keras_rmz.metrics.image import ssim
-from keras_rmz.metrics.robustness import DPMNoiseResult
-from keras_rmz.metrics.robustness import NonuniformSpacingResult
-from keras_rmz.metrics.robustness import PermutationResult
-from keras_rmz.metrics.robustness import RepetitionResult
-from keras_rmz.metrics.robustness import dpm_noise_test
-from keras_rmz.metrics.robustness import nonuniform_spacing_test
-from keras_rmz.metrics.robustness import permutation_test
-from keras_rmz.metrics.robustness import repetition_test
 
 __all__ = [
     "BeadFWHM",
-    "DPMNoiseResult",
     "FWHM_PER_SIGMA",
-    "NonuniformSpacingResult",
-    "PermutationResult",
-    "RepetitionResult",
+    "PSNR",
+    "SSIM",
     "bead_fwhm",
-    "dpm_noise_test",
     "histogram_edges",
     "kl_divergence",
     "ms_ssim",
-    "nonuniform_spacing_test",
     "nrmse",
     "per_plane",
-    "permutation_test",
     "psnr",
-    "repetition_test",
     "rmse",
     "ssim",
 ]
+
+
+def __getattr__(name):
+    if name in ("PSNR", "SSIM"):
+        from keras_rmz.metrics import keras_metrics
+
+        return getattr(keras_metrics, name)
+    raise AttributeError(f"module 'keras_rmz.metrics' has no attribute {name!r}")

@@ -1,62 +1,11 @@
 """The base class every keras_rmz generator shares: the dict call convention,
-argument checking, and ``reconstruct``, the user-level call."""
+the M check, ``compile()`` defaults, and ``reconstruct``, the user-level call
+(``keras_rmz.inference`` does the work)."""
 
 import keras
-import numpy as np
 
+from keras_rmz.inference import reconstruct_volume
 from keras_rmz.presets.preset_mixin import PresetMixin
-
-INPUT_KEYS = ("images", "input_z", "output_z")
-
-
-def _as_float_array(name, value, ndim_options, shape_hint):
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # ragged lists and other non-arrays
-        raise ValueError(f"{name} must be an array of shape {shape_hint}; got {type(value).__name__}") from error
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"{name} must be numeric (uint8, uint16, float, ...) with shape {shape_hint}; got dtype {array.dtype}")
-    if array.dtype == bool or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be real-valued intensities or positions; got dtype {array.dtype}")
-    if array.ndim not in ndim_options:
-        raise ValueError(f"{name} must have shape {shape_hint}; got shape {array.shape}")
-    return array
-
-
-def validate_reconstruct_arguments(images, input_z, output_z):
-    """Checks ``reconstruct``'s arguments and returns them as numpy arrays:
-    images (M, H, W) float32, input_z (M,) float32, output_z (K,) float32.
-
-    Raises:
-        ValueError: saying what was wrong and what is accepted.
-    """
-    images = _as_float_array("images", images, (3, 4), "(M, H, W)")
-    if images.ndim == 4:
-        if images.shape[-1] != 1:
-            raise ValueError(
-                f"images must have shape (M, H, W) (or (M, H, W, 1)); got shape {images.shape}"
-            )
-        images = images[..., 0]
-    num_inputs, height, width = images.shape
-    if num_inputs == 0:
-        raise ValueError("images must hold at least one input plane (M >= 1); got M = 0")
-    if height == 0 or width == 0:
-        raise ValueError(f"images must have non-empty planes; got shape {images.shape}")
-    input_z = _as_float_array("input_z", input_z, (0, 1), "(M,)").reshape(-1)
-    if input_z.shape[0] != num_inputs:
-        raise ValueError(
-            f"input_z must give one z (µm) per input image: expected {num_inputs} values "
-            f"for images of shape {images.shape}; got {input_z.shape[0]}"
-        )
-    output_z = _as_float_array("output_z", output_z, (0, 1), "(K,) or a scalar").reshape(-1)
-    if output_z.shape[0] == 0:
-        raise ValueError("output_z must hold at least one output plane position (µm); got none")
-    images = images.astype(np.float32, copy=False)
-    for name, array in (("images", images), ("input_z", input_z), ("output_z", output_z)):
-        if not np.all(np.isfinite(array)):
-            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-            raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s)")
-    return images, input_z.astype(np.float32), output_z.astype(np.float32)
 
 
 class ReconstructionModel(PresetMixin, keras.Model):
@@ -84,8 +33,8 @@ class ReconstructionModel(PresetMixin, keras.Model):
             loss: ``"auto"`` (``keras_rmz.losses.RecurrentMZLoss()``: the
                 paper's 3·BerHu(c = 0.1) + 1·(1 − MS-SSIM)) or any Keras loss
                 (None: no loss, as in ``keras.Model.compile``).
-            metrics: ``"auto"`` (``[keras_rmz.training.PSNR(),
-                keras_rmz.training.SSIM()]``, data range 1.0), a list of
+            metrics: ``"auto"`` (``[keras_rmz.metrics.PSNR(),
+                keras_rmz.metrics.SSIM()]``, data range 1.0), a list of
                 Keras metrics, or None.
             learning_rate: the ``"auto"`` optimizer's learning rate;
                 ``"auto"`` is ``DEFAULT_LEARNING_RATE`` (1e-4). An error
@@ -124,7 +73,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
 
             loss = RecurrentMZLoss()
         if isinstance(metrics, str) and metrics == "auto":
-            from keras_rmz.training import PSNR, SSIM
+            from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 
             metrics = [PSNR(), SSIM()]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
@@ -227,9 +176,6 @@ class ReconstructionModel(PresetMixin, keras.Model):
         volume.shape  # (41, 64, 64): resampled to 0.1 µm pixels inside, back to 0.065 µm
         ```
         """
-        # Imported here: keras_rmz.inference builds on this module.
-        from keras_rmz.inference import reconstruct_volume
-
         return reconstruct_volume(
             self,
             images,

@@ -1,4 +1,4 @@
-"""Training Recurrent-MZ: the adversarial trainer, checkpoints, metrics.
+"""Training Recurrent-MZ: the adversarial trainer, checkpoints, fine-tuning.
 
 - `AdversarialTrainer(generator, discriminator)`: a `keras.Model` whose
   `compile()` defaults to the paper's recipe (Adam 1e-5, Eq. 7 and 10) and
@@ -9,7 +9,6 @@
   generator on validation.
 - `finetune`: a preset fine-tuned on your own z-stacks with a held-out
   report, written as a new preset (``keras-rmz finetune``).
-- `PSNR`, `SSIM` (and `psnr`, `ssim`): per-image metrics in `keras.ops`.
 
 See docs/training.md for the recipe and every knob.
 """
@@ -18,10 +17,5 @@ from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 from keras_rmz.training.callbacks import TrainingCheckpoint
 from keras_rmz.training.fine_tuning import FinetuneResult, finetune
-from keras_rmz.training.psnr import PSNR, psnr
-from keras_rmz.training.ssim import SSIM, ssim
 
-__all__ = [
-    "AdversarialOptimizer", "AdversarialTrainer", "FinetuneResult", "PSNR", "SSIM", "TrainingCheckpoint", "finetune",
-    "psnr", "ssim",
-]
+__all__ = ["AdversarialOptimizer", "AdversarialTrainer", "FinetuneResult", "TrainingCheckpoint", "finetune"]

@@ -10,8 +10,7 @@ from keras.saving import deserialize_keras_object, serialize_keras_object
 from keras_rmz.losses import RecurrentMZLoss, berhu, discriminator_loss, generator_adversarial_loss, ms_ssim
 from keras_rmz.training import train_steps
 from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
-from keras_rmz.training.psnr import PSNR
-from keras_rmz.training.ssim import SSIM
+from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 
 # Paper, Methods ("Recurrent-MZ implementation"): Adam at 1e-5; Eq. 7 with
 # alpha = 3 (BerHu), beta = 1 (1 - MS-SSIM), gamma = 0.5 (adversarial).

@@ -38,6 +38,8 @@ import warnings
 
 import numpy as np
 
+from keras_rmz.evaluation.baselines import linear_interpolation, nearest_plane
+
 # The classes that learn from a stack's own planes (inputs and target of one
 # modality), or from paired target stacks (Recurrent-MZ+).
 FINETUNABLE_CLASSES = ("RecurrentMZ", "RecurrentMZPlus")
@@ -325,20 +327,6 @@ def scoring_windows(regions, num_inputs, spacing_um, max_windows=MAX_WINDOWS):
             "use thicker stacks or another --input-spacing"
         )
     return windows
-
-
-def linear_interpolation(images, input_z, output_z):
-    """Each output plane linearly interpolated between the two inputs around it."""
-    from keras_rmz.cli.demo import linear_interpolation as interpolate
-
-    return interpolate(images, input_z, output_z)
-
-
-def nearest_plane(images, input_z, output_z):
-    """Each output plane is the input plane nearest to it in z."""
-    images = np.asarray(images, np.float32)
-    index = np.argmin(np.abs(np.asarray(output_z)[:, None] - np.asarray(input_z)[None, :]), axis=1)
-    return images[index]
 
 
 def _score(truth, prediction, data_range):

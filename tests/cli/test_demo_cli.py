@@ -194,11 +194,7 @@ def test_demo_bad_arguments_fail_in_one_line(builtin, tmp_path, capsys):
     assert "--input-z must lie on the simulated stack, z = 0..3 µm; got 9" in line
 
 
-def test_linear_interpolation_and_default_inputs():
-    images = np.stack([np.full((2, 2), 0.0), np.full((2, 2), 10.0), np.full((2, 2), 4.0)])
-    out = demo_cli.linear_interpolation(images, [3.0, 0.0, 1.0], [-1.0, 0.0, 0.25, 1.0, 2.0, 3.0, 5.0])
-    # Inputs sorted by z: 0 -> 10, 1 -> 4, 3 -> 0; outside the range: the nearest input.
-    np.testing.assert_allclose(out[:, 0, 0], [10.0, 10.0, 8.5, 4.0, 2.0, 0.0, 0.0])
+def test_default_inputs():
     z = np.arange(101) * 0.1
     np.testing.assert_allclose(demo_cli.default_input_z(z, 3, 3.0), [2.0, 5.0, 8.0])
     np.testing.assert_allclose(demo_cli.default_input_z(z, 2, 6.0), [2.0, 8.0])

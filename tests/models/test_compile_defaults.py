@@ -10,7 +10,7 @@ import keras_rmz
 from keras_rmz.io import Stack
 from keras_rmz.losses import RecurrentMZLoss
 from keras_rmz.models.reconstruction_model import ReconstructionModel
-from keras_rmz.training import PSNR, SSIM
+from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 
 MODELS = {
     "RecurrentMZ": lambda: keras_rmz.RecurrentMZ(base_filters=4, depth=2),

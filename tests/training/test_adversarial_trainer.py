@@ -4,7 +4,8 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from keras_rmz.losses import RecurrentMZLoss
-from keras_rmz.training import PSNR, SSIM, AdversarialOptimizer, AdversarialTrainer, TrainingCheckpoint
+from keras_rmz.metrics.keras_metrics import PSNR, SSIM
+from keras_rmz.training import AdversarialOptimizer, AdversarialTrainer, TrainingCheckpoint
 from tests.helpers import assert_config_roundtrip, assert_keras_saving_roundtrip, to_numpy
 from tests.training.training_testing import (
     Recorder,

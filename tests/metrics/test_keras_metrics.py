@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from keras_rmz.training import PSNR, SSIM, psnr, ssim
+from keras_rmz.metrics.keras_metrics import PSNR, SSIM, psnr, ssim
 from tests.helpers import assert_config_roundtrip, to_numpy
 from tests.training.training_testing import numpy_psnr
 
@@ -21,7 +21,7 @@ def test_psnr_matches_numpy_per_image():
     actual = to_numpy(psnr(truth, pred))
     assert actual.shape == (3,)
     np.testing.assert_allclose(actual, numpy_psnr(truth, pred), rtol=1e-5)
-    np.testing.assert_allclose(to_numpy(psnr(truth, pred, max_val=2.0)), numpy_psnr(truth, pred, 2.0), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(psnr(truth, pred, data_range=2.0)), numpy_psnr(truth, pred, 2.0), rtol=1e-5)
 
 
 def test_psnr_hand_value_and_perfect_reconstruction():
@@ -68,17 +68,17 @@ def test_metric_classes_average_over_images():
 
 @pytest.mark.parametrize("cls", [PSNR, SSIM])
 def test_config_roundtrip_and_direction(cls):
-    clone = assert_config_roundtrip(cls(max_val=2.0, name="m"))
-    assert clone.max_val == 2.0 and clone.name == "m"
+    clone = assert_config_roundtrip(cls(data_range=2.0, name="m"))
+    assert clone.data_range == 2.0 and clone.name == "m"
     assert clone._direction == "up"  # what keras callbacks read for mode="auto"
     restored = keras.metrics.deserialize(keras.metrics.serialize(cls()))
     assert isinstance(restored, cls)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_val": 0}, {"max_val": -1.0}, {"max_val": True}])
-def test_bad_max_val(kwargs):
+@pytest.mark.parametrize("kwargs", [{"data_range": 0}, {"data_range": -1.0}, {"data_range": True}])
+def test_bad_data_range(kwargs):
     for cls in (PSNR, SSIM):
-        with pytest.raises(ValueError, match="max_val must be a number > 0"):
+        with pytest.raises(ValueError, match="data_range must be a number > 0"):
             cls(**kwargs)
 
 

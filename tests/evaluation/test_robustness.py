@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from keras_rmz import evaluation
 from keras_rmz import metrics
-from tests.metrics.fake_models import DPMEchoModel
-from tests.metrics.fake_models import InterpolationModel
-from tests.metrics.fake_models import OrderDependentModel
-from tests.metrics.fake_models import WrongShapeModel
+from tests.evaluation.fake_models import DPMEchoModel
+from tests.evaluation.fake_models import InterpolationModel
+from tests.evaluation.fake_models import OrderDependentModel
+from tests.evaluation.fake_models import WrongShapeModel
 
 
 @pytest.fixture
@@ -42,9 +43,9 @@ def test_permutation_order_dependent_model_matches_eq_12_13(scene):
     model = OrderDependentModel()
     images, input_z = scene["images"], scene["input_z"]
     output_z, truth = scene["z_um"], scene["volume"]
-    result = metrics.permutation_test(model, images, input_z, output_z, truth)
+    result = evaluation.permutation_test(model, images, input_z, output_z, truth)
 
-    assert isinstance(result, metrics.PermutationResult)
+    assert isinstance(result, evaluation.PermutationResult)
     assert result.permutations.shape == (6, 3)
     assert len(model.calls) == 6
     # Independent computation over S_3 (Eq. 12, 13).
@@ -73,7 +74,7 @@ def test_permutation_order_dependent_model_matches_eq_12_13(scene):
 
 
 def test_permutation_invariant_model_has_zero_sigma_and_nearest_baseline(scene):
-    result = metrics.permutation_test(
+    result = evaluation.permutation_test(
         InterpolationModel(), scene["images"], scene["input_z"], scene["z_um"],
         scene["volume"],
     )
@@ -94,14 +95,14 @@ def test_permutation_invariant_model_has_zero_sigma_and_nearest_baseline(scene):
 def test_permutation_roi_box_and_mask_agree(scene):
     args = (OrderDependentModel(), scene["images"], scene["input_z"], scene["z_um"],
             scene["volume"])
-    box = metrics.permutation_test(*args, roi=(2, 10, 3, 9))
+    box = evaluation.permutation_test(*args, roi=(2, 10, 3, 9))
     mask = np.zeros((16, 12), dtype=bool)
     mask[2:10, 3:9] = True
-    masked = metrics.permutation_test(*args, roi=mask)
-    slices = metrics.permutation_test(*args, roi=(slice(2, 10), slice(3, 9)))
+    masked = evaluation.permutation_test(*args, roi=mask)
+    slices = evaluation.permutation_test(*args, roi=(slice(2, 10), slice(3, 9)))
     np.testing.assert_allclose(box.rmse, masked.rmse)
     np.testing.assert_allclose(box.rmse, slices.rmse)
-    whole = metrics.permutation_test(*args)
+    whole = evaluation.permutation_test(*args)
     assert not np.allclose(box.rmse, whole.rmse)
     # The ROI RMSE equals the RMSE of the cropped arrays.
     volume = OrderDependentModel().reconstruct(
@@ -114,31 +115,31 @@ def test_permutation_roi_box_and_mask_agree(scene):
 
 
 def test_permutation_single_input_and_errors(scene):
-    one = metrics.permutation_test(
+    one = evaluation.permutation_test(
         InterpolationModel(), scene["images"][:1], scene["input_z"][:1],
         scene["z_um"], scene["volume"],
     )
     assert one.permutations.shape == (1, 1) and np.all(one.sigma_rmse == 0)
     model = InterpolationModel()
     with pytest.raises(ValueError, match="M <= 7"):
-        metrics.permutation_test(
+        evaluation.permutation_test(
             model, np.zeros((8, 4, 4)), np.arange(8.0), [0.0], np.zeros((1, 4, 4))
         )
     assert math.factorial(8) > 5040 and not model.calls  # refused before any call
     with pytest.raises(TypeError, match="reconstruct"):
-        metrics.permutation_test(object(), scene["images"], scene["input_z"],
+        evaluation.permutation_test(object(), scene["images"], scene["input_z"],
                                  scene["z_um"], scene["volume"])
     with pytest.raises(ValueError, match="truth must have shape"):
-        metrics.permutation_test(InterpolationModel(), scene["images"],
+        evaluation.permutation_test(InterpolationModel(), scene["images"],
                                  scene["input_z"], scene["z_um"], scene["volume"][:-1])
     with pytest.raises(ValueError, match="one entry per image"):
-        metrics.permutation_test(InterpolationModel(), scene["images"],
+        evaluation.permutation_test(InterpolationModel(), scene["images"],
                                  scene["input_z"][:2], scene["z_um"], scene["volume"])
     with pytest.raises(ValueError, match="model.reconstruct must return"):
-        metrics.permutation_test(WrongShapeModel(), scene["images"],
+        evaluation.permutation_test(WrongShapeModel(), scene["images"],
                                  scene["input_z"], scene["z_um"], scene["volume"])
     with pytest.raises(ValueError, match="roi"):
-        metrics.permutation_test(InterpolationModel(), scene["images"],
+        evaluation.permutation_test(InterpolationModel(), scene["images"],
                                  scene["input_z"], scene["z_um"], scene["volume"],
                                  roi=(5, 2, 0, 4))
 
@@ -149,7 +150,7 @@ def test_permutation_single_input_and_errors(scene):
 def test_repetition_defaults_follow_fig7(scene):
     images, input_z = scene["images"][:2], scene["input_z"][:2]
     model = InterpolationModel()
-    result = metrics.repetition_test(model, images, input_z, scene["z_um"], scene["volume"])
+    result = evaluation.repetition_test(model, images, input_z, scene["z_um"], scene["volume"])
     assert result.labels == [
         "V(I1)", "V(I1, I1)", "V(I1, I1, I1, I1)", "V(I1, I1, I1, I1, I1, I1)",
         "V(I1, I2)", "V(I2, I1)",
@@ -166,7 +167,7 @@ def test_repetition_defaults_follow_fig7(scene):
 
 
 def test_repetition_explicit_sequences_and_order_dependence(scene):
-    result = metrics.repetition_test(
+    result = evaluation.repetition_test(
         OrderDependentModel(), scene["images"], scene["input_z"], scene["z_um"],
         scene["volume"], sequences=[(0, 0, 1), (0, 1, 1)], roi=(0, 8, 0, 8),
     )
@@ -179,13 +180,13 @@ def test_repetition_explicit_sequences_and_order_dependence(scene):
         result.rmse[0], _rmse_planes(v[:, :8, :8], scene["volume"][:, :8, :8])
     )
     with pytest.raises(ValueError, match="sequences"):
-        metrics.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
+        evaluation.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
                                 scene["z_um"], scene["volume"], sequences=[(0, 3)])
     with pytest.raises(ValueError, match="repeats"):
-        metrics.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
+        evaluation.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
                                 scene["z_um"], scene["volume"], repeats=(0,))
     with pytest.raises(ValueError, match="index"):
-        metrics.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
+        evaluation.repetition_test(InterpolationModel(), scene["images"], scene["input_z"],
                                 scene["z_um"], scene["volume"], index=3)
 
 
@@ -197,7 +198,7 @@ def test_dpm_noise_follows_eq_11():
     input_z = np.array([1.0, 4.0])
     output_z = np.array([0.0, 2.5, 5.0])
     truth = np.ones((3, 4, 4))
-    result = metrics.dpm_noise_test(
+    result = evaluation.dpm_noise_test(
         DPMEchoModel(), images, input_z, output_z, truth,
         sigmas_um=[0.0, 0.5], repeats=3, seed=1, normalization="mean",
     )
@@ -220,7 +221,7 @@ def test_dpm_noise_follows_eq_11():
 def test_dpm_noise_statistics_and_degradation(scene):
     model = InterpolationModel()
     kwargs = dict(sigmas_um=(0.0, 0.2, 1.0), repeats=40, seed=3)
-    result = metrics.dpm_noise_test(
+    result = evaluation.dpm_noise_test(
         model, scene["images"], scene["input_z"], scene["z_um"], scene["volume"], **kwargs
     )
     # σ = 0 is reconstructed once, then 40 noisy trials per σ > 0.
@@ -239,12 +240,12 @@ def test_dpm_noise_statistics_and_degradation(scene):
     np.testing.assert_allclose(result.nrmse[0, 0], expected_clean, rtol=1e-12)
     assert result.nrmse[2].mean() > result.nrmse[1].mean() > result.nrmse[0].mean()
     # Reproducible with a seed, different without the same one.
-    again = metrics.dpm_noise_test(
+    again = evaluation.dpm_noise_test(
         InterpolationModel(), scene["images"], scene["input_z"], scene["z_um"],
         scene["volume"], **kwargs,
     )
     np.testing.assert_array_equal(again.nrmse, result.nrmse)
-    other = metrics.dpm_noise_test(
+    other = evaluation.dpm_noise_test(
         InterpolationModel(), scene["images"], scene["input_z"], scene["z_um"],
         scene["volume"], **{**kwargs, "seed": 4},
     )
@@ -255,11 +256,11 @@ def test_dpm_noise_errors(scene):
     args = (InterpolationModel(), scene["images"], scene["input_z"], scene["z_um"],
             scene["volume"])
     with pytest.raises(ValueError, match="sigmas_um"):
-        metrics.dpm_noise_test(*args, sigmas_um=[-0.1])
+        evaluation.dpm_noise_test(*args, sigmas_um=[-0.1])
     with pytest.raises(ValueError, match="repeats"):
-        metrics.dpm_noise_test(*args, repeats=0)
+        evaluation.dpm_noise_test(*args, repeats=0)
     with pytest.raises(ValueError, match="normalization"):
-        metrics.dpm_noise_test(*args, normalization="max")
+        evaluation.dpm_noise_test(*args, normalization="max")
     assert not args[0].calls
 
 
@@ -269,7 +270,7 @@ def test_dpm_noise_errors(scene):
 def test_nonuniform_spacing_scores_both_input_sets(scene):
     volume, z_um = scene["volume"], scene["z_um"]
     model = InterpolationModel()
-    result = metrics.nonuniform_spacing_test(
+    result = evaluation.nonuniform_spacing_test(
         model, volume, z_um, uniform_z=[0.0, 3.0, 6.0], nonuniform_z=[0.0, 1.5, 4.5]
     )
     assert set(result.psnr) == {"uniform", "non-uniform"}
@@ -297,17 +298,17 @@ def test_nonuniform_spacing_scores_both_input_sets(scene):
 
 def test_nonuniform_spacing_subset_and_errors(scene):
     volume, z_um = scene["volume"], scene["z_um"]
-    result = metrics.nonuniform_spacing_test(
+    result = evaluation.nonuniform_spacing_test(
         InterpolationModel(), volume, z_um, [0.0, 3.0, 6.0], [0.0, 1.5, 4.5],
         output_z=[1.0, 2.0], roi=(0, 8, 0, 8), data_range=1.0,
     )
     assert result.psnr["uniform"].shape == (2,)
     assert result.data_range == 1.0
     with pytest.raises(ValueError, match="planes of the volume"):
-        metrics.nonuniform_spacing_test(
+        evaluation.nonuniform_spacing_test(
             InterpolationModel(), volume, z_um, [0.0, 3.0], [0.0, 1.25]
         )
     with pytest.raises(ValueError, match="one entry per image"):
-        metrics.nonuniform_spacing_test(
+        evaluation.nonuniform_spacing_test(
             InterpolationModel(), volume, z_um[:-1], [0.0, 3.0], [0.0, 1.5]
         )

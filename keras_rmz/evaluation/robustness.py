@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from keras_rmz.evaluation.baselines import nearest_plane
 from keras_rmz.metrics.image import _NRMSE_NORMALIZATIONS
 from keras_rmz.metrics.image import _resolve_data_range
 from keras_rmz.metrics.image import nrmse as _nrmse
@@ -259,12 +260,6 @@ def _rmse_per_plane(volume, truth, index):
     return np.sqrt(np.mean(diff.reshape(diff.shape[0], -1) ** 2, axis=1))
 
 
-def _nearest_input_volume(images, input_z, output_z):
-    """The nearest input plane for each output z (ties: the first in order)."""
-    nearest = np.argmin(np.abs(output_z[:, None] - input_z[None, :]), axis=1)
-    return np.asarray(images, dtype=np.float64)[nearest]
-
-
 # --------------------------------------------------------------------------
 # Tests
 # --------------------------------------------------------------------------
@@ -340,7 +335,7 @@ def permutation_test(
         mean += delta / (row + 1)
         m2 += delta * (volume - mean)
     pixel_std = np.sqrt(np.maximum(m2 / len(permutations), 0.0))
-    nearest = _nearest_input_volume(images, input_z, output_z)
+    nearest = np.asarray(nearest_plane(images, input_z, output_z), dtype=np.float64)
     return PermutationResult(
         output_z=output_z,
         input_z=input_z,
@@ -438,7 +433,7 @@ def repetition_test(
         order = np.array(sequence, dtype=int)
         volume = _reconstruct(model, images[order], input_z[order], output_z, batch_size, pixel_um)
         rmse[row] = _rmse_per_plane(volume, truth, roi_index)
-    nearest = _nearest_input_volume(images, input_z, output_z)
+    nearest = np.asarray(nearest_plane(images, input_z, output_z), dtype=np.float64)
     return RepetitionResult(
         output_z=output_z,
         input_z=input_z,

@@ -1,0 +1,173 @@
+"""The package's imports run one way, floor by floor (docs/architecture.md).
+
+Parsed from the source (``ast``), so it sees the imports inside functions
+too, and ``importlib.import_module("keras_rmz...")`` with a literal name.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "keras_rmz"
+
+# Each top-level part of the package and its floor: a module may import its
+# own floor (without a cycle) and the floors below, never a floor above.
+FLOORS = {
+    "version": 0,
+    "allocator": 0,
+    "io": 0,
+    "layers": 0,
+    "losses": 0,
+    "simulate": 0,
+    "data": 1,
+    "inference": 1,
+    "metrics": 1,
+    "out_of_distribution": 1,
+    "plot": 1,
+    "presets": 1,
+    "models": 2,
+    "evaluation": 3,
+    "training": 3,
+    "cli": 4,
+}
+
+# Imports that still run upward, each with the reason it is still there.
+# The preset store builds the model a preset names, and finds its class by
+# importing the models, which register themselves with Keras (issue #23:
+# the models' folders are to register their presets and the loader to
+# receive the class from them, as keras-hub does).
+KNOWN_UPWARD = {("keras_rmz.presets.preset_io", "keras_rmz.models")}
+
+
+def _module_name(path):
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules():
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name, path, modules):
+    """The keras_rmz modules ``name`` imports (anywhere in the file)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+
+    def add(target):
+        # ``from keras_rmz.x import y`` imports the module keras_rmz.x.y when
+        # there is one, else the name y of keras_rmz.x.
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target:
+            found.add(target)
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("keras_rmz"):
+                    add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.startswith("keras_rmz"):
+                for alias in node.names:
+                    add(f"{source}.{alias.name}")
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and node.args[0].value.startswith("keras_rmz")
+        ):
+            add(node.args[0].value)
+    found.discard(name)
+    return found
+
+
+def _floor(module):
+    parts = module.split(".")
+    if len(parts) == 1:
+        return None  # the package root: a lazy facade over every floor
+    return FLOORS[parts[1]]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_every_part_of_the_package_has_a_floor():
+    parts = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in PACKAGE.rglob("*.py")}
+    parts.discard("__init__")
+    assert parts == set(FLOORS), "a new top-level module or folder needs a floor here and in docs/architecture.md"
+
+
+def test_no_import_runs_upward(graph):
+    upward = sorted(
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if _floor(source) is not None
+        and _floor(target) is not None
+        and _floor(target) > _floor(source)
+        and (source, target) not in KNOWN_UPWARD
+    )
+    assert not upward, "imports that run upward: " + ", ".join(f"{s} -> {t}" for s, t in upward)
+
+
+def test_the_known_upward_imports_still_exist(graph):
+    # An entry that no longer happens must leave the list, so it cannot hide a new one.
+    for source, target in KNOWN_UPWARD:
+        assert target in graph[source], f"{source} no longer imports {target}: remove it from KNOWN_UPWARD"
+
+
+def test_the_package_root_imports_only_its_version(graph):
+    assert graph["keras_rmz"] == {"keras_rmz.version"}
+
+
+def test_no_import_cycle(graph):
+    edges = {
+        source: {t for t in targets if t != "keras_rmz" and (source, t) not in KNOWN_UPWARD}
+        for source, targets in graph.items()
+        if source != "keras_rmz"
+    }
+    # A package's __init__ importing its own modules is how Python packages
+    # work, not a cycle: a module importing its own package is what closes one.
+    state, cycles = {}, []
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_checker_sees_lazy_and_string_imports(tmp_path):
+    source = tmp_path / "keras_rmz" / "io" / "probe.py"
+    source.parent.mkdir(parents=True)
+    source.write_text(
+        "def f():\n"
+        "    from keras_rmz.models import RecurrentMZ\n"
+        "    import importlib\n"
+        "    importlib.import_module('keras_rmz.training')\n"
+        "from ..layers import dpm\n"
+    )
+    modules = {name: None for name in ("keras_rmz.models", "keras_rmz.training", "keras_rmz.layers.dpm")}
+    found = _imports("keras_rmz.io.probe", source, modules)
+    assert found == {"keras_rmz.models", "keras_rmz.training", "keras_rmz.layers.dpm"}
