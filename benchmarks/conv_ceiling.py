@@ -4,7 +4,7 @@ Issue 7 asks RecurrentMZ (M = 3, 1024²) to reach 70 % of the measured float32
 matmul rate on every backend. This script asks what the backends' own
 convolution kernels allow at the network's shapes: it records every
 convolution the network runs for one output plane (input and kernel shape,
-strides, padding: through ``keras_rmz.layers.layout.conv``, which all the
+strides, padding: through ``keras_rmz.backend.layout.conv``, which all the
 package's layers call, on an eager PyTorch run where the ConvGRU's time loop
 is a Python loop), then, in one process per backend, times each distinct
 convolution alone (compiled the way the backend runs the model:
@@ -58,7 +58,7 @@ def _load(name):
 def record_convolutions(model, batch):
     """Every ``layout.conv`` call of one ``model(batch)``: a list of dicts with
     input/kernel/output shapes, strides, padding and dilation."""
-    from keras_rmz.layers import layout
+    from keras_rmz.backend import layout
 
     calls = []
     original = layout.conv
@@ -83,7 +83,7 @@ def record_convolutions(model, batch):
     finally:
         layout.conv = original
     if not calls:
-        raise RuntimeError("no convolution went through keras_rmz.layers.layout.conv")
+        raise RuntimeError("no convolution went through keras_rmz.backend.layout.conv")
     return calls
 
 
@@ -142,7 +142,7 @@ def run_worker(options):
     import keras
     import numpy as np
 
-    from keras_rmz.layers import layout
+    from keras_rmz.backend import layout
 
     bench = _load("inference")
     backend = keras.backend.backend()

@@ -110,9 +110,9 @@ VARIANTS = {
     # glibc malloc kept off mmap for large blocks, freed memory kept: each
     # new tensor reuses pages instead of faulting in fresh zeroed ones (what
     # jemalloc / tcmalloc give PyTorch on a CPU), for the whole process from
-    # its start: what keras_rmz.allocator does around reconstruct on PyTorch.
+    # its start: what keras_rmz.backend.memory does around reconstruct on PyTorch.
     "malloc_heap": (BACKENDS, {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}, {}, 1, ()),
-    # The package's own setting (keras_rmz.allocator, on PyTorch by default
+    # The package's own setting (keras_rmz.backend.memory, on PyTorch by default
     # around reconstruct) switched off: every large tensor a fresh mmap.
     "reuse_memory_off": (("torch",), {"KERAS_RMZ_REUSE_MEMORY": "0"}, {}, 1, ()),
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
@@ -179,7 +179,7 @@ def apply_patch(name):
     elif name == "keras_layout":
         # keras_rmz.layers.layout off: Keras's channels-last ops on every
         # backend (on torch, a copy to channels-first memory per call).
-        from keras_rmz.layers import layout
+        from keras_rmz.backend import layout
 
         layout._views_channels_first = lambda: False
     elif name == "keras_pr23199":
@@ -410,8 +410,8 @@ def analytic(model, class_name, size, num_inputs):
 def time_predict(model, batch, repeats):
     """First-call and steady-state seconds of ``model.predict_on_batch``,
     with the allocator setting ``reconstruct`` runs it under
-    (``keras_rmz.allocator.reuse_freed_memory``: on PyTorch only)."""
-    from keras_rmz.allocator import reuse_freed_memory
+    (``keras_rmz.backend.memory.reuse_freed_memory``: on PyTorch only)."""
+    from keras_rmz.backend.memory import reuse_freed_memory
 
     with reuse_freed_memory():
         start = time.perf_counter()
@@ -562,7 +562,7 @@ def measure_batching(options, reference_gflops):
     estimate = 2 * 2 * planes * count["flops"] / 1e9 / (0.25 * reference_gflops)
     if options["max_seconds"] and estimate > 2 * options["max_seconds"]:
         return {**result, "skipped": f"estimated {estimate:.0f} s > 2 x --max-seconds"}
-    from keras_rmz.inference import auto_batch_size
+    from keras_rmz.backend.device import auto_batch_size
 
     for batch_size in ("auto", 8, 1):
         per_call = auto_batch_size(size, size, planes) if batch_size == "auto" else batch_size

@@ -118,7 +118,7 @@ def worker(args):
     import keras
 
     if args.layout == "keras":
-        from keras_rmz.layers import layout
+        from keras_rmz.backend import layout
 
         layout._views_channels_first = lambda: False
     elif args.layout == "keras_loop":

@@ -15,27 +15,14 @@ import weakref
 import keras
 import numpy as np
 
-from keras_rmz.allocator import reuse_freed_memory
+from keras_rmz.backend.device import auto_batch_size
+from keras_rmz.backend.memory import reuse_freed_memory
 from keras_rmz.data.normalization import Normalization, compute_normalization
 
 # Whole-plane inference up to this many pixels; larger planes are tiled.
 DEFAULT_MAX_TILE_PIXELS = 1024 * 1024
 DEFAULT_TILE_SIZE = 512
 MIN_TILE_SIZE = 32
-# batch_size="auto": output planes per model call, so that one call holds
-# about this many output pixels. On a CPU a 256x256 plane already keeps the
-# cores busy and bigger batches mostly add memory (docs/performance.md, 8
-# planes of 256² on a 2-core CPU, batched against one at a time, three runs:
-# TensorFlow 0.67-0.81x as fast per plane, and 0.73x with 4 planes per call;
-# JAX 0.97-1.08x, 1.16x with 4; PyTorch 0.76-0.94x, 1.07x with 4), so
-# TensorFlow gets one 256² plane per call and the others four; an
-# accelerator needs wider calls to fill up.
-AUTO_BATCH_PIXELS_CPU = {"tensorflow": 256 * 256, "jax": 4 * 256 * 256, "torch": 4 * 256 * 256}
-AUTO_BATCH_PIXELS_CPU_OTHER = 4 * 256 * 256
-AUTO_BATCH_PIXELS_ACCELERATOR = 4 * 1024 * 1024
-MAX_AUTO_BATCH_SIZE = 8
-
-
 def _as_float_array(name, value, ndim_options, shape_hint):
     try:
         array = np.asarray(value)
@@ -84,45 +71,6 @@ def validate_reconstruct_arguments(images, input_z, output_z):
             bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
             raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s)")
     return images, input_z.astype(np.float32), output_z.astype(np.float32)
-
-
-def has_accelerator():
-    """True when the Keras backend computes on a GPU or TPU."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-        if backend == "jax":
-            import jax
-
-            return jax.default_backend() != "cpu"
-        if backend == "torch":
-            import torch
-
-            return bool(torch.cuda.is_available() or getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    except Exception:  # noqa: BLE001 - a failed probe means "no accelerator"
-        return False
-    return False
-
-
-def auto_batch_size(height, width, num_planes=None, accelerator=None, backend=None):
-    """Output planes per model call for ``batch_size="auto"``: as many as
-    fit ``AUTO_BATCH_PIXELS_CPU[backend]`` (or ``_ACCELERATOR``) output
-    pixels, at least 1 and at most ``MAX_AUTO_BATCH_SIZE`` (and
-    ``num_planes``). ``accelerator`` and ``backend`` default to the running
-    Keras backend's."""
-    if accelerator is None:
-        accelerator = has_accelerator()
-    if backend is None:
-        backend = keras.backend.backend()
-    budget = (AUTO_BATCH_PIXELS_ACCELERATOR if accelerator
-              else AUTO_BATCH_PIXELS_CPU.get(backend, AUTO_BATCH_PIXELS_CPU_OTHER))
-    size = max(1, min(MAX_AUTO_BATCH_SIZE, budget // max(1, int(height) * int(width))))
-    if num_planes is not None:
-        size = max(1, min(size, int(num_planes)))
-    return int(size)
 
 
 def resolve_jit_compile(model, jit_compile):
@@ -488,7 +436,7 @@ def reconstruct_volume(
             if planes == "auto":
                 planes = auto_batch_size(min(tile_size, height), min(tile_size, width), output_z.shape[0])
             # On PyTorch, large freed blocks are reused instead of faulted in
-            # afresh for every intermediate tensor (keras_rmz.allocator).
+            # afresh for every intermediate tensor (keras_rmz.backend.memory).
             with inference_compilation(model, jit_compile), reuse_freed_memory():
                 volume = _tiled_predict(model, images, input_z, output_z, planes, tile_size, int(tile_overlap), verbose)
             break

@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "keras_rmz"
 # own floor (without a cycle) and the floors below, never a floor above.
 FLOORS = {
     "version": 0,
-    "allocator": 0,
+    "backend": 0,
     "io": 0,
     "layers": 0,
     "losses": 0,
@@ -131,6 +131,24 @@ def test_the_known_upward_imports_still_exist(graph):
 
 def test_the_package_root_imports_only_its_version(graph):
     assert graph["keras_rmz"] == {"keras_rmz.version"}
+
+
+BACKEND_LIBRARIES = ("tensorflow", "jax", "jaxlib", "torch")
+
+
+def test_only_the_backend_package_imports_a_backend_library():
+    importers = []
+    for name, path in _modules().items():
+        if name == "keras_rmz.backend" or name.startswith("keras_rmz.backend."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            importers += [f"{name} imports {n}" for n in names if n.split(".")[0] in BACKEND_LIBRARIES]
+    assert not importers, "backend libraries imported outside keras_rmz/backend: " + ", ".join(importers)
 
 
 def test_no_import_cycle(graph):

@@ -169,7 +169,7 @@ def test_batching_and_volume_run_through_reconstruct(bench):
     # 3 planes: at most 3 per call; one at a time is 1 per call.
     assert batching["batch_size_8"]["planes_per_call"] == 3
     assert batching["batch_size_1"]["planes_per_call"] == 1
-    from keras_rmz.inference import auto_batch_size
+    from keras_rmz.backend.device import auto_batch_size
 
     assert batching["batch_size_auto"]["planes_per_call"] == min(3, auto_batch_size(32, 32, 3))
     assert batching["speedup_auto"] == pytest.approx(

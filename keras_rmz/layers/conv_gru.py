@@ -3,7 +3,7 @@ two-gate form, as a cell plus an RNN layer (the way Keras builds ConvLSTM2D)."""
 
 import keras
 from keras import ops
-from keras_rmz.layers import layout
+from keras_rmz.backend import layout as backend_layout
 
 _GATES = {"minimal": 2, "standard": 3}
 _PADDINGS = ("same", "valid")
@@ -197,11 +197,11 @@ class ConvGRUCell(keras.layers.Layer):
             self.bias = None
 
     def _recurrent_conv(self, h, kernel):
-        return layout.conv(h, kernel, strides=1, padding="same")
+        return backend_layout.conv(h, kernel, strides=1, padding="same")
 
     def _input_terms(self, inputs):
         # One convolution for all gates' input terms, split afterwards.
-        x = layout.conv(inputs, self.kernel, strides=1, padding=self.padding)
+        x = backend_layout.conv(inputs, self.kernel, strides=1, padding=self.padding)
         if self.use_bias:
             x = x + self.bias
         return x

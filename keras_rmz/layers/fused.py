@@ -19,7 +19,7 @@ do the weights: the layers keep their own variables, presets are unchanged.
 import keras
 from keras import ops
 
-from keras_rmz.layers import layout
+from keras_rmz.backend import layout as backend_layout
 
 
 def _foldable(conv, bn):
@@ -73,7 +73,7 @@ def conv_batch_norm(conv, bn, inputs, training=None):
         shift = shift + ops.cast(bn.beta, "float32")
     dtype = conv.compute_dtype
     kernel = ops.cast(ops.cast(conv.kernel, "float32") * scale, dtype)
-    outputs = layout.conv(
+    outputs = backend_layout.conv(
         ops.cast(inputs, dtype),
         kernel,
         strides=conv.strides,

@@ -1,76 +1,18 @@
-"""Channels-last convolution and pooling without layout copies on PyTorch.
-
-Every keras_rmz tensor is channels-last, ``(N, *spatial, C)``. On the
-TensorFlow and JAX backends ``keras.ops.conv`` computes that layout as it is.
-On the PyTorch backend Keras 3.15 moves every channels-last input of a
-convolution or pooling to channels-first memory and back again (a
-``.contiguous()`` copy, then a ``channels_last`` copy: keras-team/keras#23199),
-and pooling outputs land in channels-first memory, where PyTorch's CPU
-convolution is 2-2.6x slower. Measured in ``benchmarks/torch_conv_layout.py``:
-41-50% of a ``Conv2D``'s time went to those copies.
-
-The functions here give the same results with ``keras.ops`` alone: on PyTorch
-they transpose the channels-last tensor to a channels-first *view* (a
-permutation of strides, no copy; PyTorch calls this memory layout
-``channels_last``), run the channels-first op on it, whose output keeps that
-memory layout, and transpose the result back to a channels-last view. On the
-other backends they call the channels-last op unchanged (TensorFlow has no
-channels-first convolution on a CPU). The layers below are drop-in
-subclasses of the Keras layers of the same names (same weights, same
-auto-generated names, so presets load unchanged).
-"""
+"""Keras's convolution and pooling layers, channels-last without layout
+copies on PyTorch: drop-in subclasses of the Keras layers of the same names
+(same weights, same auto-generated names, so presets load unchanged) that
+compute with `keras_rmz.backend.layout` (see there why)."""
 
 import keras
-from keras import ops
 
-
-def _views_channels_first():
-    return keras.backend.backend() == "torch"
-
-
-def _to_channels_first(x):
-    rank = len(x.shape) - 2
-    return ops.transpose(x, (0, rank + 1) + tuple(range(1, rank + 1)))
-
-
-def _to_channels_last(x):
-    rank = len(x.shape) - 2
-    return ops.transpose(x, (0,) + tuple(range(2, rank + 2)) + (1,))
-
-
-def conv(inputs, kernel, strides=1, padding="valid", dilation_rate=1):
-    """``keras.ops.conv`` on channels-last ``inputs``, without layout copies
-    on PyTorch. ``kernel`` is ``(*kernel_size, C_in, C_out)`` as in Keras."""
-    if not _views_channels_first():
-        return ops.conv(inputs, kernel, strides, padding, "channels_last", dilation_rate)
-    outputs = ops.conv(
-        _to_channels_first(inputs), kernel, strides, padding, "channels_first", dilation_rate
-    )
-    return _to_channels_last(outputs)
-
-
-def _pool(op, inputs, pool_size, strides, padding):
-    if not _views_channels_first():
-        return op(inputs, pool_size, strides, padding, "channels_last")
-    outputs = op(_to_channels_first(inputs), pool_size, strides, padding, "channels_first")
-    return _to_channels_last(outputs)
-
-
-def max_pool(inputs, pool_size, strides=None, padding="valid"):
-    """``keras.ops.max_pool`` on channels-last ``inputs`` (see `conv`)."""
-    return _pool(ops.max_pool, inputs, pool_size, strides, padding)
-
-
-def average_pool(inputs, pool_size, strides=None, padding="valid"):
-    """``keras.ops.average_pool`` on channels-last ``inputs`` (see `conv`)."""
-    return _pool(ops.average_pool, inputs, pool_size, strides, padding)
+from keras_rmz.backend import layout as backend_layout
 
 
 class _ConvMixin:
     def convolution_op(self, inputs, kernel):
         if self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
-        return conv(inputs, kernel, self.strides, self.padding, self.dilation_rate)
+        return backend_layout.conv(inputs, kernel, self.strides, self.padding, self.dilation_rate)
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
@@ -89,32 +31,32 @@ class _PoolMixin:
     def call(self, inputs):
         if self.data_format != "channels_last":
             return super().call(inputs)
-        return self._pool_fn(inputs, self.pool_size, self.strides, self.padding)
+        return getattr(backend_layout, self._pool_fn)(inputs, self.pool_size, self.strides, self.padding)
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
 class MaxPooling2D(_PoolMixin, keras.layers.MaxPooling2D):
     """`keras.layers.MaxPooling2D` without layout copies on PyTorch."""
 
-    _pool_fn = staticmethod(max_pool)
+    _pool_fn = "max_pool"
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
 class MaxPooling3D(_PoolMixin, keras.layers.MaxPooling3D):
     """`keras.layers.MaxPooling3D` without layout copies on PyTorch."""
 
-    _pool_fn = staticmethod(max_pool)
+    _pool_fn = "max_pool"
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
 class AveragePooling2D(_PoolMixin, keras.layers.AveragePooling2D):
     """`keras.layers.AveragePooling2D` without layout copies on PyTorch."""
 
-    _pool_fn = staticmethod(average_pool)
+    _pool_fn = "average_pool"
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
 class AveragePooling3D(_PoolMixin, keras.layers.AveragePooling3D):
     """`keras.layers.AveragePooling3D` without layout copies on PyTorch."""
 
-    _pool_fn = staticmethod(average_pool)
+    _pool_fn = "average_pool"

@@ -8,7 +8,7 @@ from keras import ops
 from keras.saving import deserialize_keras_object, serialize_keras_object
 
 from keras_rmz.losses import RecurrentMZLoss, berhu, discriminator_loss, generator_adversarial_loss, ms_ssim
-from keras_rmz.training import train_steps
+from keras_rmz.backend import train_steps
 from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
 from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 
@@ -73,7 +73,7 @@ class AdversarialTrainer(keras.Model):
     rate 1e-5 by default, the paper's; the authors' code used 1e-6 for the
     discriminator). `compile()` sets all of this with ``"auto"`` defaults a
     user can override. ``fit`` works on TensorFlow, JAX and PyTorch (one
-    small train step per backend, `keras_rmz.training.train_steps`), and
+    small train step per backend, `keras_rmz.backend.train_steps`), and
     both optimizers' states are carried across steps on every backend: the
     trainer's ``optimizer`` is an `AdversarialOptimizer` owning both.
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_rmz.backend import layout as backend_layout
 from keras_rmz.layers import layout
 from tests.helpers import assert_config_roundtrip
 from tests.helpers import to_numpy
@@ -58,7 +59,7 @@ def test_conv_matches_the_cross_correlation(spatial, kernel_size, strides, paddi
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2,) + spatial + (5,)).astype("float32")
     kernel = rng.normal(size=kernel_size + (5, 4)).astype("float32")
-    got = to_numpy(layout.conv(x, kernel, strides, padding))
+    got = to_numpy(backend_layout.conv(x, kernel, strides, padding))
     np.testing.assert_allclose(got, conv_nd(x, kernel, strides, padding), atol=2e-5, rtol=1e-5)
 
 
@@ -67,7 +68,7 @@ def test_conv_of_a_channel_slice():
     rng = np.random.default_rng(1)
     x = keras.ops.convert_to_tensor(rng.normal(size=(1, 9, 8, 6)).astype("float32"))
     kernel = rng.normal(size=(3, 3, 2, 3)).astype("float32")
-    got = to_numpy(layout.conv(x[..., 2:4], kernel, 1, "same"))
+    got = to_numpy(backend_layout.conv(x[..., 2:4], kernel, 1, "same"))
     np.testing.assert_allclose(got, ref.conv2d(to_numpy(x)[..., 2:4], kernel), atol=2e-5)
 
 
@@ -75,8 +76,8 @@ def test_conv_of_a_channel_slice():
 def test_pools_match_numpy(spatial):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2,) + spatial + (3,)).astype("float32")
-    np.testing.assert_allclose(to_numpy(layout.max_pool(x, 2, 2)), pool_nd(x, 2, np.max), atol=1e-6)
-    np.testing.assert_allclose(to_numpy(layout.average_pool(x, 2, 2)), pool_nd(x, 2, np.mean), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(backend_layout.max_pool(x, 2, 2)), pool_nd(x, 2, np.max), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(backend_layout.average_pool(x, 2, 2)), pool_nd(x, 2, np.mean), atol=1e-6)
 
 
 LAYER_PAIRS = [
@@ -120,8 +121,8 @@ def test_torch_outputs_stay_channels_last_in_memory():
 
     x = torch.randn(1, 16, 12, 8)
     kernel = torch.randn(3, 3, 8, 4)
-    assert layout.conv(x, kernel, 1, "same").is_contiguous()
-    pooled = layout.max_pool(x, 2, 2)
+    assert backend_layout.conv(x, kernel, 1, "same").is_contiguous()
+    pooled = backend_layout.max_pool(x, 2, 2)
     assert pooled.is_contiguous()
     # the channels-first view that the convolution ran on is PyTorch's
     # channels_last memory format

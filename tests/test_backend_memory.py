@@ -1,4 +1,4 @@
-"""keras_rmz.allocator: large blocks stay on glibc's heap inside the block,
+"""keras_rmz.backend.memory: large blocks stay on glibc's heap inside the block,
 glibc's defaults come back after it. Checked with glibc's own accounting
 (mallinfo2: bytes in mmapped chunks) and the process's resident pages, not
 with timings."""
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_rmz import allocator
+from keras_rmz.backend import memory
 
 BLOCK = 64 * 2**20  # above glibc's largest mmap threshold (32 MB)
 
@@ -21,7 +21,7 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _libc():
-    libc = allocator.glibc()
+    libc = memory.glibc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         pytest.skip("needs glibc >= 2.33 (mallinfo2)")
     libc.mallinfo2.restype = _MallInfo2
@@ -46,14 +46,14 @@ def _mmapped_by_malloc(libc):
 
 @pytest.fixture
 def clean_environment(monkeypatch):
-    for name in (allocator.ENVIRONMENT_SWITCH, "GLIBC_TUNABLES", *allocator._USER_MALLOC_SETTINGS):
+    for name in (memory.ENVIRONMENT_SWITCH, "GLIBC_TUNABLES", *memory._USER_MALLOC_SETTINGS):
         monkeypatch.delenv(name, raising=False)
 
 
 def test_large_blocks_stay_on_the_heap_inside_and_are_mmapped_again_after(clean_environment):
     libc = _libc()
     assert _mmapped_by_malloc(libc)
-    with allocator.reuse_freed_memory(True) as active:
+    with memory.reuse_freed_memory(True) as active:
         assert active
         assert not _mmapped_by_malloc(libc)
     assert _mmapped_by_malloc(libc)
@@ -66,7 +66,7 @@ def _resident_bytes():
 
 def test_freed_memory_is_kept_inside_and_returned_after(clean_environment):
     libc = _libc()
-    with allocator.reuse_freed_memory(True):
+    with memory.reuse_freed_memory(True):
         pointer = libc.malloc(BLOCK)
         ctypes.memset(pointer, 1, BLOCK)  # resident
         touched = _resident_bytes()
@@ -78,8 +78,8 @@ def test_freed_memory_is_kept_inside_and_returned_after(clean_environment):
 
 def test_nested_blocks_keep_the_setting_until_the_outermost_ends(clean_environment):
     libc = _libc()
-    with allocator.reuse_freed_memory(True):
-        with allocator.reuse_freed_memory(True):
+    with memory.reuse_freed_memory(True):
+        with memory.reuse_freed_memory(True):
             pass
         assert not _mmapped_by_malloc(libc)
     assert _mmapped_by_malloc(libc)
@@ -88,33 +88,33 @@ def test_nested_blocks_keep_the_setting_until_the_outermost_ends(clean_environme
 def test_restored_after_an_exception(clean_environment):
     libc = _libc()
     with contextlib.suppress(RuntimeError):
-        with allocator.reuse_freed_memory(True):
+        with memory.reuse_freed_memory(True):
             raise RuntimeError("boom")
     assert _mmapped_by_malloc(libc)
 
 
 def test_off_switches_leave_malloc_alone(clean_environment, monkeypatch):
     libc = _libc()
-    with allocator.reuse_freed_memory(False) as active:
+    with memory.reuse_freed_memory(False) as active:
         assert not active and _mmapped_by_malloc(libc)
-    monkeypatch.setenv(allocator.ENVIRONMENT_SWITCH, "0")
-    with allocator.reuse_freed_memory(True) as active:
+    monkeypatch.setenv(memory.ENVIRONMENT_SWITCH, "0")
+    with memory.reuse_freed_memory(True) as active:
         assert not active and _mmapped_by_malloc(libc)
 
 
 def test_auto_is_on_for_torch_only_and_respects_the_users_malloc_settings():
-    assert allocator.wanted("auto", backend="torch", environ={})
-    assert not allocator.wanted("auto", backend="tensorflow", environ={})
-    assert not allocator.wanted("auto", backend="jax", environ={})
-    assert allocator.wanted(True, backend="jax", environ={})
-    assert not allocator.wanted(False, backend="torch", environ={})
+    assert memory.wanted("auto", backend="torch", environ={})
+    assert not memory.wanted("auto", backend="tensorflow", environ={})
+    assert not memory.wanted("auto", backend="jax", environ={})
+    assert memory.wanted(True, backend="jax", environ={})
+    assert not memory.wanted(False, backend="torch", environ={})
     for environ in ({"KERAS_RMZ_REUSE_MEMORY": "0"}, {"KERAS_RMZ_REUSE_MEMORY": "off"},
                     {"MALLOC_MMAP_MAX_": "0"}, {"MALLOC_TRIM_THRESHOLD_": "1"},
                     {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"}):
-        assert not allocator.wanted(True, backend="torch", environ=environ), environ
-    assert allocator.wanted("auto", backend="torch", environ={"GLIBC_TUNABLES": "glibc.rtld.nns=2"})
+        assert not memory.wanted(True, backend="torch", environ=environ), environ
+    assert memory.wanted("auto", backend="torch", environ={"GLIBC_TUNABLES": "glibc.rtld.nns=2"})
     with pytest.raises(ValueError, match="'auto', True or False"):
-        allocator.wanted("yes", backend="torch", environ={})
+        memory.wanted("yes", backend="torch", environ={})
 
 
 def test_reconstruct_runs_under_it(monkeypatch):

@@ -1,7 +1,6 @@
 """The adversarial train step, once per backend.
 
-This module is the only place in keras_rmz with backend-specific code (see
-docs/training.md). Each step does the same thing:
+Each step does the same thing:
 
 1. ``y_hat = G(x)``; ``D(y_hat)`` and ``D(y)`` in training mode.
 2. Generator loss (Eq. 7): ``content(y, y_hat) + gamma (D(y_hat) - 1)^2``,
