@@ -83,6 +83,33 @@ class ReconstructionModel(PresetMixin, keras.Model):
         if num_inputs < 1:
             raise ValueError(f"{type(self).__name__} needs at least one input image (M >= 1); got M = {num_inputs}")
 
+    def _check_images(self, inputs):
+        # M is static eagerly and under jit; where a traced graph leaves it
+        # None, the subclass's graph refuses a wrong M at run time.
+        if isinstance(inputs, dict) and hasattr(inputs.get("images"), "shape"):
+            shape = tuple(inputs["images"].shape)
+            if len(shape) >= 2 and shape[1] is not None:
+                self.check_num_inputs(int(shape[1]))
+
+    # M is checked in __call__, before Keras's generic input-shape message,
+    # and in call, which is what JAX's stateless paths run.
+    def __call__(self, *args, **kwargs):
+        if args:
+            self._check_images(args[0])
+        return super().__call__(*args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        self._check_images(inputs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def get_config(self):
+        """The constructor's arguments; subclasses add theirs to this dict."""
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def reconstruct(
         self,
         images,

@@ -145,39 +145,18 @@ class DeepZ(ReconstructionModel):
                 f"DeepZ takes exactly one input image (M = 1); got M = {num_inputs} — use RecurrentMZ for several"
             )
 
-    def _check_images(self, inputs):
-        # M is static eagerly and under jit; where a traced graph leaves it
-        # None, the graph itself refuses M != 1 at run time.
-        if isinstance(inputs, dict) and hasattr(inputs.get("images"), "shape"):
-            shape = tuple(inputs["images"].shape)
-            if len(shape) >= 2 and shape[1] is not None:
-                self.check_num_inputs(int(shape[1]))
-
-    # Checked in __call__, before Keras' generic input-shape message, and in
-    # call, which is what JAX's stateless paths run.
-    def __call__(self, *args, **kwargs):
-        if args:
-            self._check_images(args[0])
-        return super().__call__(*args, **kwargs)
-
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        self._check_images(inputs)
-        return super().call(inputs, training=training, mask=mask, **kwargs)
-
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "base_filters": self.base_filters,
-            "depth": self.depth,
-            "kernel_size": self.kernel_size,
-            "activation": self.activation,
-            "use_batch_norm": self.use_batch_norm,
-            "residual": self.residual,
-            "pooling": self.pooling,
-            "upsampling": self.upsampling,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        config = super().get_config()
+        config.update(
+            {
+                "base_filters": self.base_filters,
+                "depth": self.depth,
+                "kernel_size": self.kernel_size,
+                "activation": self.activation,
+                "use_batch_norm": self.use_batch_norm,
+                "residual": self.residual,
+                "pooling": self.pooling,
+                "upsampling": self.upsampling,
+            }
+        )
+        return config

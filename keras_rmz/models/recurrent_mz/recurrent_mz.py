@@ -186,20 +186,18 @@ class RecurrentMZ(ReconstructionModel):
         self.input_residual = bool(input_residual)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "base_filters": self.base_filters,
-            "depth": self.depth,
-            "gate": self.gate,
-            "gru_layers": self.gru_layers,
-            "activation": self.activation,
-            "recurrent_activation": self.recurrent_activation,
-            "use_batch_norm": self.use_batch_norm,
-            "kernel_size": self.kernel_size,
-            "input_residual": self.input_residual,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        config = super().get_config()
+        config.update(
+            {
+                "base_filters": self.base_filters,
+                "depth": self.depth,
+                "gate": self.gate,
+                "gru_layers": self.gru_layers,
+                "activation": self.activation,
+                "recurrent_activation": self.recurrent_activation,
+                "use_batch_norm": self.use_batch_norm,
+                "kernel_size": self.kernel_size,
+                "input_residual": self.input_residual,
+            }
+        )
+        return config
