@@ -206,26 +206,17 @@ def read_input_stack(
     read as it is (non-uniform z positions included). Errors name the
     command-line options that fix them (``pixel_option`` for the pixel
     size)."""
-    from keras_rmz.io import read_stack
+    from keras_rmz.io import read_stack_with_defaults
 
-    attempts = [{}]
-    if pixel_um is not None:
-        attempts.append({"pixel_um": pixel_um})
-    if z_step_um is not None:
-        attempts.append({"z_step_um": z_step_um})
-    if pixel_um is not None and z_step_um is not None:
-        attempts.append({"z_step_um": z_step_um, "pixel_um": pixel_um})
-    for fills in attempts:
-        try:
-            return read_stack(path, channel=channel, **fills)
-        except ValueError as error:
-            last_error = error
-    message = str(last_error)
-    if "does not record" in message:
-        message += f" Pass --z-step and/or {pixel_option} (µm)."
-    elif "channel=" in message and channel_option:
-        message += f" Pass {channel_option}."
-    raise ValueError(message) from last_error
+    try:
+        return read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel)
+    except ValueError as error:
+        message = str(error)
+        if "does not record" in message:
+            message += f" Pass --z-step and/or {pixel_option} (µm)."
+        elif "channel=" in message and channel_option:
+            message += f" Pass {channel_option}."
+        raise ValueError(message) from error
 
 
 def load_model(handle):

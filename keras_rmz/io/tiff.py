@@ -406,6 +406,36 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+def read_stack_with_defaults(path, *, z_step_um=None, pixel_um=None, channel=None):
+    """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
+    the file does not record them: a file that records its physical sizes is
+    read as it is (non-uniform z positions included).
+
+    Raises:
+        ValueError: as ``read_stack``; a missing size names the argument
+            (callers add their own option's name).
+
+    Example:
+
+    ```python
+    stack = read_stack_with_defaults("any.tif", z_step_um=0.2, pixel_um=0.1)
+    ```
+    """
+    attempts = [{}]
+    if pixel_um is not None:
+        attempts.append({"pixel_um": pixel_um})
+    if z_step_um is not None:
+        attempts.append({"z_step_um": z_step_um})
+    if pixel_um is not None and z_step_um is not None:
+        attempts.append({"z_step_um": z_step_um, "pixel_um": pixel_um})
+    for fills in attempts:
+        try:
+            return read_stack(path, channel=channel, **fills)
+        except ValueError as error:
+            last_error = error
+    raise last_error
+
+
 def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None):
     """Write a z-stack as OME-TIFF, atomically.
 

@@ -7,6 +7,8 @@
   (what keeps both states across steps on JAX).
 - `TrainingCheckpoint`: atomic checkpoints, resume after a crash, best
   generator on validation.
+- `train_from_config`: a training run from a YAML/JSON config, resumable,
+  ending in a preset folder (``keras-rmz train``).
 - `finetune`: a preset fine-tuned on your own z-stacks with a held-out
   report, written as a new preset (``keras-rmz finetune``).
 
@@ -17,5 +19,8 @@ from keras_rmz.training.adversarial_optimizer import AdversarialOptimizer
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 from keras_rmz.training.callbacks import TrainingCheckpoint
 from keras_rmz.training.fine_tuning import FinetuneResult, finetune
+from keras_rmz.training.run import train_from_config
 
-__all__ = ["AdversarialOptimizer", "AdversarialTrainer", "FinetuneResult", "TrainingCheckpoint", "finetune"]
+__all__ = [
+    "AdversarialOptimizer", "AdversarialTrainer", "FinetuneResult", "TrainingCheckpoint", "finetune", "train_from_config",
+]

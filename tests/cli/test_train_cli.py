@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from keras_rmz.cli import main as cli_main
-from keras_rmz.cli import train as train_cli
+from keras_rmz.training import run as training_run
 from keras_rmz.io import write_stack
 from keras_rmz.models import RecurrentMZ
 from keras_rmz.presets import load_preset, save_preset
@@ -92,7 +92,7 @@ def checkpoint_arrays(folder, group):
 
 
 def test_plan_segments_cover_every_step_once():
-    plan = train_cli.plan_segments
+    plan = training_run.plan_segments
     # (first_epoch, end_epoch, offset, length): None = whole epochs.
     assert plan(0, 4, 2) == [(0, 2, 0, None)]
     assert plan(0, 5, 2) == [(0, 2, 0, None), (2, 3, 0, 1)]
@@ -115,30 +115,30 @@ def test_normalization_source_inputs_reaches_the_datasets(tmp_path):
     mapping = adversarial_config(tmp_path / "run")
     mapping["data"]["normalization_source"] = "inputs"
     config = training_config_from_dict(mapping)
-    train, validation, _ = train_cli.build_datasets(config, tmp_path / "run", verbose=0)
+    train, validation, _ = training_run.build_datasets(config, tmp_path / "run", verbose=0)
     assert train.normalization_source == "inputs" and validation.normalization_source == "inputs"
     default = training_config_from_dict(adversarial_config(tmp_path / "run"))
-    assert train_cli.build_datasets(default, tmp_path / "run", verbose=0)[0].normalization_source == "stack"
+    assert training_run.build_datasets(default, tmp_path / "run", verbose=0)[0].normalization_source == "stack"
 
 
 def test_find_stack_files_pairs_widefield_with_confocal(tmp_path):
     for name in ("a_widefield.ome.tif", "a_confocal.ome.tif", "b_widefield.tif", "b_confocal.tif", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    inputs, targets = train_cli.find_stack_files(tmp_path, "confocal")
+    inputs, targets = training_run.find_stack_files(tmp_path, "confocal")
     assert [p.name for p in inputs] == ["a_widefield.ome.tif", "b_widefield.tif"]
     assert [p.name for p in targets] == ["a_confocal.ome.tif", "b_confocal.tif"]
-    inputs, targets = train_cli.find_stack_files(tmp_path, "inputs")
+    inputs, targets = training_run.find_stack_files(tmp_path, "inputs")
     assert [p.name for p in inputs] == ["a_widefield.ome.tif", "b_widefield.tif"] and targets is None
     (tmp_path / "c_widefield.ome.tif").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="c_widefield.ome.tif has no confocal partner c_confocal.ome.tif"):
-        train_cli.find_stack_files(tmp_path, "confocal")
+        training_run.find_stack_files(tmp_path, "confocal")
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "x.tiff").write_bytes(b"")
     (plain / "y_confocal.tif").write_bytes(b"")
-    assert [p.name for p in train_cli.find_stack_files(plain, "inputs")[0]] == ["x.tiff"]
+    assert [p.name for p in training_run.find_stack_files(plain, "inputs")[0]] == ["x.tiff"]
     with pytest.raises(FileNotFoundError, match="holds no <name>_widefield"):
-        train_cli.find_stack_files(plain, "confocal")
+        training_run.find_stack_files(plain, "confocal")
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
@@ -150,7 +150,7 @@ def test_learning_rate_schedule_follows_warmup_and_cosine(schedule):
             "optimizer": {"learning_rate": 1e-3, "schedule": schedule, "warmup_steps": 4, "min_learning_rate": 1e-4},
         }
     )
-    rate = train_cli.learning_rate(config, 1e-3)
+    rate = training_run.learning_rate(config, 1e-3)
     for step in (0, 2, 4, 10, 20, 30):
         if step < 4:
             expected = 1e-3 * step / 4
@@ -163,7 +163,7 @@ def test_learning_rate_schedule_follows_warmup_and_cosine(schedule):
     no_schedule = training_config_from_dict(
         {"data": {"simulate": {"count": 1}, "num_inputs": 1, "output_margin_um": 1.0}, "training": {"steps": 20}}
     )
-    assert train_cli.learning_rate(no_schedule, 2e-5) == 2e-5
+    assert training_run.learning_rate(no_schedule, 2e-5) == 2e-5
 
 
 # ---------------------------------------------------------------------------
@@ -516,20 +516,15 @@ def test_sigterm_stops_after_the_step_in_progress_and_resumes(tmp_path, capsys, 
         "loss": {"adversarial_weight": 0},
     }
     path = write_config(tmp_path / "plain.yaml", mapping)
-    original = train_cli._callback_classes
 
-    def with_sigterm_at_step_3():
-        EpochWindow, RunControl, RunCheckpoint, RunCSVLogger = original()
+    class Signalling(training_run.RunControl):
+        def on_train_batch_begin(self, batch, logs=None):
+            super().on_train_batch_begin(batch, logs)
+            if self.session_steps == 2:  # during the third step
+                os.kill(os.getpid(), signal.SIGTERM)
 
-        class Signalling(RunControl):
-            def on_train_batch_begin(self, batch, logs=None):
-                super().on_train_batch_begin(batch, logs)
-                if self.session_steps == 2:  # during the third step
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-        return EpochWindow, Signalling, RunCheckpoint, RunCSVLogger
-
-    monkeypatch.setattr(train_cli, "_callback_classes", with_sigterm_at_step_3)
+    original = training_run.RunControl
+    monkeypatch.setattr(training_run, "RunControl", Signalling)
     before = signal.getsignal(signal.SIGTERM)
     code, out, _ = run_cli(capsys, ["train", str(path), "-q"])
     assert code == 0
@@ -538,7 +533,7 @@ def test_sigterm_stops_after_the_step_in_progress_and_resumes(tmp_path, capsys, 
     assert state["global_step"] == 3
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["state"] == "stopped" and run["sessions"][0]["stopped_by"] == "SIGTERM"
-    monkeypatch.setattr(train_cli, "_callback_classes", original)
+    monkeypatch.setattr(training_run, "RunControl", original)
     code, out, _ = run_cli(capsys, ["train", str(path), "-q"])
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert code == 0 and run["state"] == "done" and run["steps_done"] == 4
