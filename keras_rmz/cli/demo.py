@@ -85,7 +85,7 @@ CSV_COLUMNS = (
 
 
 def add_parser(subparsers):
-    from keras_rmz.cli.reconstruct import one_line_errors
+    from keras_rmz.cli.main import one_line_errors
 
     parser = subparsers.add_parser(
         "demo",
@@ -158,7 +158,7 @@ def load_demo_model(handle):
     known = handle in registry.PRESETS
     try:
         model = load_preset(handle)
-    except ValueError as error:
+    except ValueError:
         if _is_name(handle) and not known and handle in PLANNED_PRESETS:
             raise _unavailable(handle, "no trained weights for it are published in this keras_rmz yet") from None
         raise
@@ -234,7 +234,7 @@ def run(args):
     z = np.arange(shape[0]) * z_step
     if args.input_z is not None:
         input_z = np.asarray(args.input_z, np.float64)
-        from keras_rmz.cli.reconstruct import nearest_planes
+        from keras_rmz.cli.common import nearest_planes
 
         index, gap = nearest_planes(z, input_z, 0.5 * z_step * (1 + 1e-9))
         if np.any(index < 0):

@@ -7,9 +7,6 @@ keras-rmz reconstruct beads.ome.tif --input-z 3 6 9 --output-z 0:10:0.1 \\
     --preset recurrent_mz_beads_m3 -o recon.ome.tif --figure recon.png
 ```
 
-The helpers here (``parse_output_z``, ``select_input_planes``,
-``read_input_stack``, ``load_model``, ``one_line_errors``) are shared with
-``keras-rmz evaluate``.
 """
 
 import argparse
@@ -24,7 +21,8 @@ from keras_rmz.cli.arguments import add_batch_size_argument
 from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import positive_int as _positive_int
 from keras_rmz.cli.arguments import positive_um as _positive_float
-from keras_rmz.cli.main import one_line_errors  # noqa: F401 - shared by the subcommands
+from keras_rmz.cli.common import check_output_path, nearest_planes, read_input_stack
+from keras_rmz.cli.main import one_line_errors
 
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
 
@@ -62,7 +60,7 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 # --------------------------------------------------------------------------
-# Shared helpers (also used by ``keras-rmz evaluate``).
+# Choosing the planes.
 # --------------------------------------------------------------------------
 
 
@@ -132,17 +130,6 @@ def parse_output_z(tokens):
     return output_z
 
 
-def nearest_planes(stack_z, wanted_z, tolerance):
-    """Index of the plane of ``stack_z`` nearest each of ``wanted_z``, and the
-    distances; -1 where the nearest plane is farther than ``tolerance``."""
-    stack_z = np.asarray(stack_z, dtype=np.float64)
-    wanted_z = np.asarray(wanted_z, dtype=np.float64)
-    distance = np.abs(wanted_z[:, None] - stack_z[None, :])
-    index = np.argmin(distance, axis=1)
-    nearest = distance[np.arange(wanted_z.size), index]
-    return np.where(nearest <= tolerance, index, -1), nearest
-
-
 def select_input_planes(stack, input_z=None, input_planes=None):
     """Indices of the input planes of ``stack``, in the order given.
 
@@ -196,64 +183,6 @@ def select_input_planes(stack, input_z=None, input_planes=None):
             )
         seen[index] = label
     return indices
-
-
-def read_input_stack(
-    path, *, z_step_um=None, pixel_um=None, channel=None, channel_option="--channel", pixel_option="--pixel-size"
-):
-    """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
-    the file does not record them: a file that records its physical sizes is
-    read as it is (non-uniform z positions included). Errors name the
-    command-line options that fix them (``pixel_option`` for the pixel
-    size)."""
-    from keras_rmz.io import read_stack_with_defaults
-
-    try:
-        return read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel)
-    except ValueError as error:
-        message = str(error)
-        if "does not record" in message:
-            message += f" Pass --z-step and/or {pixel_option} (µm)."
-        elif "channel=" in message and channel_option:
-            message += f" Pass {channel_option}."
-        raise ValueError(message) from error
-
-
-def load_model(handle):
-    """The model of a preset: a built-in name, a preset folder or
-    ``hf://owner/repo[@revision]`` (``keras_rmz.presets.load_preset``: files
-    checked against their sha256, Hub downloads cached).
-
-    Raises:
-        ValueError: unknown name (listing the built-in presets), sha256
-            mismatch, a config that is not a keras_rmz model.
-        FileNotFoundError: no such folder, or a Hub preset that is not
-            cached while offline.
-    """
-    from keras_rmz.presets import load_preset
-
-    return load_preset(handle)
-
-
-def read_metadata(handle):
-    """The preset's verified metadata.json, without building the model
-    (``keras_rmz.presets.read_preset_metadata``), or None when it cannot be
-    read: then ``load_model`` reports why."""
-    from keras_rmz.presets import read_preset_metadata
-
-    try:
-        return read_preset_metadata(handle)
-    except (ValueError, OSError):
-        return None
-
-
-def check_output_path(path, suffixes, what):
-    path = pathlib.Path(path)
-    if not path.name.lower().endswith(suffixes):
-        raise ValueError(f"{what} must end in {' or '.join(suffixes)}; got {str(path)!r}")
-    if path.is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a folder; give a file name")
-    return path
 
 
 # --------------------------------------------------------------------------
@@ -361,6 +290,7 @@ def add_parser(subparsers):
 
 def run(args):
     from keras_rmz.io import Stack, write_stack
+    from keras_rmz.presets import load_preset, read_preset_metadata
     from keras_rmz.version import __version__
 
     # Everything that can be checked cheaply is checked before the model runs.
@@ -388,7 +318,12 @@ def run(args):
     # The preset's guards, from its metadata.json, before the model is loaded.
     from keras_rmz import out_of_distribution as ood
 
-    preset_metadata = read_metadata(args.preset)
+    try:
+        # Verified metadata without building the model; load_preset below
+        # reports why when it cannot be read.
+        preset_metadata = read_preset_metadata(args.preset)
+    except (ValueError, OSError):
+        preset_metadata = None
     mismatches = ood.check_request(
         preset_metadata,
         input_z=input_z,
@@ -409,7 +344,7 @@ def run(args):
 
     from keras_rmz import inference
 
-    model = load_model(args.preset)
+    model = load_preset(args.preset)
     if args.no_normalize:
         normalization = None
     else:

@@ -63,7 +63,7 @@ examples:
 
 
 def add_parser(subparsers):
-    from keras_rmz.cli.reconstruct import one_line_errors
+    from keras_rmz.cli.main import one_line_errors
 
     parser = subparsers.add_parser(
         "train",

@@ -646,7 +646,6 @@ def finetune(
     model = keras_rmz.presets.load_preset("my_preset/")
     ```
     """
-    started = time.monotonic()
     # ---- 1. Checks that need no model -------------------------------------
     minutes, steps = _check_budget(minutes, steps)
     if isinstance(stacks, (str, os.PathLike)) or not isinstance(stacks, (list, tuple)):

@@ -176,7 +176,7 @@ def spy(monkeypatch):
         return np.zeros((len(output_z), *np.shape(images)[1:]), np.float32)
 
     monkeypatch.setattr(keras_rmz.inference, "reconstruct_volume", fake_reconstruct_volume)
-    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: _FakeModel())
+    monkeypatch.setattr(keras_rmz.presets, "load_preset", lambda handle: _FakeModel())
     return calls
 
 
@@ -374,7 +374,7 @@ def test_model_that_cannot_take_m_inputs_is_a_user_error(capsys, stack_path, tmp
             if num_inputs != 2:
                 raise ValueError(f"this model takes M = 2 input images; got M = {num_inputs}")
 
-    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: TwoInputsOnly())
+    monkeypatch.setattr(keras_rmz.presets, "load_preset", lambda handle: TwoInputsOnly())
     line = _run_error(capsys, _argv(stack_path, "x", tmp_path / "o.ome.tif", "--input-planes", "0", "1", "2"))
     assert "M = 2" in line
 
@@ -396,7 +396,7 @@ def guarded_preset(tmp_path_factory):
 
 def test_output_beyond_the_trained_range_is_refused_before_the_model_loads(capsys, stack_path, guarded_preset,
                                                                          tmp_path, monkeypatch):
-    monkeypatch.setattr(reconstruct_cli, "load_model", lambda handle: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(keras_rmz.presets, "load_preset", lambda handle: pytest.fail("the model was loaded"))
     # 4 - 1 = 3 µm: 0.6 µm beyond [-2.4, 2.4].
     argv = ["reconstruct", str(stack_path), "--input-z", "1", "2", "3", "--output-z", "2", "4",
             "--preset", str(guarded_preset), "-o", str(tmp_path / "o.ome.tif"), "-q"]
