@@ -182,8 +182,8 @@ def _overlaps(starts, tile):
 def resolve_normalization(model, images, normalize):
     """The Normalization to use for ``images`` (M, H, W), or None.
 
-    ``normalize``: "auto" (the model's recorded normalization method, the
-    paper's by default, computed from the input planes), a ``Normalization``,
+    ``normalize``: "auto" (the model's ``normalization``, the paper's by
+    default, computed from the input planes), a ``Normalization``,
     a dict (``Normalization.to_dict()``), or None / False (images are used as
     given).
     """
@@ -194,11 +194,13 @@ def resolve_normalization(model, images, normalize):
     if isinstance(normalize, dict):
         return Normalization.from_dict(normalize)
     if normalize == "auto":
-        method = getattr(model, "normalization_method", "paper")
-        if method in (None, "none"):
+        # A ReconstructionModel's ``normalization`` (its config); any other
+        # object with ``reconstruct``'s contract gets the paper's.
+        method = getattr(model, "normalization", "paper")
+        if method == "none":
             return None
         if method != "paper":
-            raise ValueError(f"unknown normalization method {method!r} recorded on the model; known: 'paper', 'none'")
+            raise ValueError(f"unknown normalization {method!r} in the model's config; known: 'paper', 'none'")
         return compute_normalization(images)
     raise ValueError(
         "normalize must be 'auto', a Normalization, a dict with 'shift' and 'scale', or None; " f"got {normalize!r}"

@@ -14,7 +14,7 @@ class FirstInputModel:
     answer for tiling and normalization), optionally failing like an
     out-of-memory accelerator when a tile is too large."""
 
-    normalization_method = "paper"
+    normalization = "paper"
 
     def __init__(self, max_pixels=None):
         self.max_pixels = max_pixels

@@ -14,8 +14,27 @@ class ReconstructionModel(PresetMixin, keras.Model):
     Subclasses are functional models whose input is the dict
     ``{"images": (B, M, H, W, 1), "input_z": (B, M), "output_z": (B,)}``
     (µm) and whose output is ``(B, H, W, 1)``. They override
-    ``check_num_inputs`` when they accept only some M.
+    ``check_num_inputs`` when they accept only some M, and add their own
+    constructor arguments to ``get_config``.
+
+    Args:
+        normalization: how ``reconstruct(normalize="auto")`` normalizes the
+            input planes, saved in the model's config (and so in a preset):
+            ``"paper"`` (default: the paper's shift and scale from the
+            inputs' extended-depth-of-field image, inverted on the output)
+            or ``"none"`` (the network takes intensities as given).
+        **kwargs: passed to ``keras.Model`` (``name``, ``trainable``, ...).
     """
+
+    NORMALIZATIONS = ("paper", "none")
+
+    def __init__(self, *args, normalization="paper", **kwargs):
+        if normalization not in self.NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {', '.join(map(repr, self.NORMALIZATIONS))}; got {normalization!r}"
+            )
+        super().__init__(*args, **kwargs)
+        self.normalization = normalization
 
     # Adam's learning rate of a plain ``compile()``: the generator alone,
     # content loss only, usually fine-tuning a preset. The paper's 1e-5 is a
@@ -104,7 +123,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
 
     def get_config(self):
         """The constructor's arguments; subclasses add theirs to this dict."""
-        return {"name": self.name, "trainable": self.trainable}
+        return {"name": self.name, "trainable": self.trainable, "normalization": self.normalization}
 
     @classmethod
     def from_config(cls, config):
@@ -153,7 +172,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 this size and blended; on out-of-memory the tile size is
                 halved and the work retried.
             tile_overlap: int, pixels shared by neighbouring tiles.
-            normalize: "auto" (the model's recorded normalization, the
+            normalize: "auto" (the model's ``normalization``, the
                 paper's by default, computed from the input planes and
                 inverted on the output, so the volume comes back in the
                 input's units), a ``keras_rmz.data.Normalization``, or None

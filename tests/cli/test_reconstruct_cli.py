@@ -164,7 +164,7 @@ def test_evaluate_reads_the_reconstruction(reconstruction, stack_path, capsys):
 
 
 class _FakeModel:
-    normalization_method = "paper"
+    normalization = "paper"
 
 
 @pytest.fixture

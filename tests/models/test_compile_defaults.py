@@ -9,8 +9,9 @@ import pytest
 import keras_rmz
 from keras_rmz.io import Stack
 from keras_rmz.losses import RecurrentMZLoss
-from keras_rmz.models.reconstruction_model import ReconstructionModel
 from keras_rmz.metrics.keras_metrics import PSNR, SSIM
+from keras_rmz.models import RecurrentMZ
+from keras_rmz.models.reconstruction_model import ReconstructionModel
 
 MODELS = {
     "RecurrentMZ": lambda: keras_rmz.RecurrentMZ(base_filters=4, depth=2),
@@ -91,3 +92,38 @@ def test_the_default_metrics_are_psnr_and_ssim():
     logs = model.evaluate(dataset, verbose=0, return_dict=True)
     assert {"loss", "psnr", "ssim"} <= set(logs)
     assert isinstance(PSNR(), keras.metrics.Metric) and isinstance(SSIM(), keras.metrics.Metric)
+
+
+def test_normalization_is_part_of_the_config_and_used_by_reconstruct(tmp_path):
+    from keras_rmz.data import compute_normalization
+
+    rng = np.random.default_rng(3)
+    images = (100 + rng.poisson(20, (2, 32, 32))).astype(np.float32)
+    images[:, 8:12, 8:12] += 2000
+    plain = RecurrentMZ(base_filters=4, depth=2, normalization="none")
+    assert plain.get_config()["normalization"] == "none"
+    clone = RecurrentMZ.from_config(plain.get_config())
+    assert clone.normalization == "none"
+    clone.set_weights(plain.get_weights())
+    batch = {"images": images[None, ..., None], "input_z": np.array([[0.0, 2.0]], np.float32),
+             "output_z": np.array([1.0], np.float32)}
+    # "none": the network sees the intensities as given.
+    expected = np.asarray(keras.ops.convert_to_numpy(plain.predict_on_batch(batch)))[0, ..., 0]
+    got = clone.reconstruct(images, [0.0, 2.0], [1.0], verbose=False)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    # The default, the paper's: normalized in, mapped back out.
+    paper = RecurrentMZ(base_filters=4, depth=2)
+    paper.set_weights(plain.get_weights())
+    assert paper.normalization == "paper" and paper.get_config()["normalization"] == "paper"
+    norm = compute_normalization(images)
+    normalized = {**batch, "images": norm.apply(images)[None, ..., None].astype(np.float32)}
+    inner = np.asarray(keras.ops.convert_to_numpy(paper.predict_on_batch(normalized)))[0, ..., 0]
+    np.testing.assert_allclose(paper.reconstruct(images, [0.0, 2.0], [1.0], verbose=False)[0],
+                               norm.invert(inner), rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="normalization must be one of 'paper', 'none'"):
+        RecurrentMZ(base_filters=4, depth=2, normalization="zscore")
+    # Saved in a preset and read back from it.
+    plain.save_to_preset(tmp_path / "plain")
+    from keras_rmz.presets import load_preset
+
+    assert load_preset(str(tmp_path / "plain")).normalization == "none"
