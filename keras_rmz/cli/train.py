@@ -1,36 +1,12 @@
 """``keras-rmz train``: train a model from a YAML/JSON config, resumably.
 
-Example:
-
 ```
 keras-rmz train examples/train_beads_m3.yaml
 keras-rmz train examples/configs/recurrent_mz_beads_m3.yaml --max-minutes 50   # again to resume
-keras-rmz train my.yaml --set training.steps=200 --set data.simulate.count=4 --output runs/try
 ```
 
-The run folder (``output`` in the config) holds:
-
-- ``run.json``: the checked config, the sessions (command, wall time, steps)
-  and the state (running, stopped, done);
-- ``checkpoint.h5``: the full training state (weights, both optimizers,
-  counters), written every ``training.checkpoint_every`` steps, at every
-  epoch end and when a session stops (``keras_rmz.training.TrainingCheckpoint``);
-- ``best.weights.h5`` / ``best.json``: the generator at the best validation
-  score;
-- ``log.csv``: one row per epoch (``keras.callbacks.CSVLogger``, appended
-  across sessions), with the global ``step``;
-- ``simulated/``: the simulated stacks (``data.simulate.cache``);
-- ``preset/``: at the end, the trained model as a preset folder
-  (``keras_rmz.presets.save_preset``) with metadata: optics, pixel size, z
-  step, M, Δz, normalization, the command and config, steps, wall time,
-  backend and versions.
-
-Running the same command again resumes where the last session stopped, at
-the exact step: items are drawn from ``(seed, epoch, index)``, so a resumed
-run sees the batches an uninterrupted one would.
-
-``keras_rmz.training.train_from_config(config, ...)`` is the same thing from
-Python (``keras_rmz/training/run.py``).
+The run itself (its folder, checkpoints, resuming, the preset it ends in)
+is ``keras_rmz.training.train_from_config``; this module parses arguments.
 """
 
 import argparse

@@ -35,20 +35,37 @@ command line.
 
 import contextlib
 import copy
+import csv
 import datetime
 import hashlib
+import importlib.metadata
+import inspect
 import json
 import os
 import pathlib
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
 
 import keras
+import numpy as np
+from tqdm.auto import tqdm
 
-from keras_rmz.io import read_stack_with_defaults
+from keras_rmz import models
+from keras_rmz.data import VolumeDataset
+from keras_rmz.io import read_stack, read_stack_with_defaults, write_stack
+from keras_rmz.losses import RecurrentMZLoss
+from keras_rmz.metrics.keras_metrics import PSNR, SSIM
+from keras_rmz.models.discriminator import Discriminator
+from keras_rmz.presets import load_preset, save_preset
+from keras_rmz.simulate import simulate_stack
+from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 from keras_rmz.training.callbacks import TrainingCheckpoint
+from keras_rmz.training.config import RESUMABLE_CHANGES
+from keras_rmz.version import __version__
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.csv"
@@ -105,8 +122,6 @@ def _start_over(output):
 def _check_resumable(previous, config):
     """Raises ValueError when ``config`` differs from the run's in keys that a
     resumed run cannot change (anything but steps, epochs, preset text)."""
-    from keras_rmz.training.config import RESUMABLE_CHANGES
-
     old = previous.get("config") or {}
     changed = [
         key
@@ -185,10 +200,6 @@ def _read_stacks(paths, data, what):
 def _simulate_cached(spec, modality, noise, seed, cache_dir):
     """``simulate_stack`` of one object, read from ``cache_dir`` when it was
     simulated before with the same settings (and keras_rmz version)."""
-    from keras_rmz.io import read_stack, write_stack
-    from keras_rmz.simulate import simulate_stack
-    from keras_rmz.version import __version__
-
     settings = {
         "sample": spec["sample"],
         "modality": modality,
@@ -225,8 +236,6 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
 
 
 def _simulated_stacks(spec, targets, output, what, verbose):
-    from tqdm.auto import tqdm
-
     cache_dir = output / SIMULATED_DIR if spec["cache"] else None
     inputs, paired = [], []
     seeds = range(spec["seed"], spec["seed"] + spec["count"])
@@ -250,8 +259,6 @@ def _load_source(section, data, output, what, verbose):
 
 
 def _volume_dataset(config, stacks, targets, *, validation, what):
-    from keras_rmz.data import VolumeDataset
-
     data = config.data
     try:
         return VolumeDataset(
@@ -296,8 +303,6 @@ def build_datasets(config, output, verbose=1):
 
 
 def _construct(cls, kwargs, what):
-    import inspect
-
     parameters = inspect.signature(cls.__init__).parameters
     accepted = [name for name, p in parameters.items() if name != "self" and p.kind is not p.VAR_KEYWORD]
     unknown = [key for key in kwargs if key not in accepted and key not in ("name", "dtype", "trainable")]
@@ -311,12 +316,8 @@ def _construct(cls, kwargs, what):
 
 def build_models(config):
     """``(generator, discriminator or None)`` as the config describes them."""
-    from keras_rmz import models
-    from keras_rmz.models.discriminator import Discriminator
-
     name = config.model["class"]
     if config.model["init_preset"] is not None:
-        from keras_rmz.presets import load_preset
 
         generator = load_preset(config.model["init_preset"])
         if type(generator).__name__ != name:
@@ -370,10 +371,6 @@ def learning_rate(config, rate):
 def compile_model(config, generator, discriminator):
     """The model ``fit`` runs: an `AdversarialTrainer` (with a discriminator)
     or the generator itself, compiled with the config's loss and Adam."""
-    from keras_rmz.losses import RecurrentMZLoss
-    from keras_rmz.metrics.keras_metrics import PSNR, SSIM
-    from keras_rmz.training.adversarial_trainer import AdversarialTrainer
-
     loss_section = config.loss
     loss = RecurrentMZLoss(
         berhu_weight=loss_section["berhu_weight"],
@@ -406,7 +403,6 @@ class EpochWindow(keras.utils.PyDataset):
     """Items ``offset .. offset + length - 1`` of a VolumeDataset: the rest
     of an epoch a session stopped in, or a last epoch shorter than
     ``steps_per_epoch``. Its epoch is set by ``RunControl``."""
-
     def __init__(self, dataset, offset=0, length=None):
         super().__init__()
         self.dataset = dataset
@@ -427,7 +423,6 @@ class RunControl(keras.callbacks.Callback):
     the session at ``deadline`` (time.monotonic()) or after
     ``max_steps`` steps, and tells the other callbacks whether an epoch
     ended early (``partial``)."""
-
     def __init__(self, config, train_data, validation_data, deadline=None, max_steps=None):
         super().__init__()
         self.config = config
@@ -490,7 +485,6 @@ class RunCheckpoint(TrainingCheckpoint):
     """`TrainingCheckpoint` that records the step within an epoch a
     session stopped at, and counts steps from ``control.offset`` when a
     session starts mid-epoch."""
-
     def __init__(self, directory, control, **kwargs):
         super().__init__(directory, **kwargs)
         self.control = control
@@ -529,7 +523,6 @@ class RunCheckpoint(TrainingCheckpoint):
 class RunCSVLogger(keras.callbacks.CSVLogger):
     """CSVLogger, appending across sessions, without rows for epochs a
     session stopped in (their row comes when they end)."""
-
     def __init__(self, filename, control):
         super().__init__(filename, append=True)
         self.control = control
@@ -575,12 +568,6 @@ def plan_segments(start_step, total_steps, steps_per_epoch):
 
 
 def _versions():
-    import importlib.metadata
-
-    import numpy as np
-
-    from keras_rmz.version import __version__
-
     versions = {"python": platform.python_version(), "keras": keras.__version__, "keras_rmz": __version__,
                 "numpy": np.__version__}
     backend = keras.backend.backend()
@@ -598,8 +585,6 @@ def _versions():
 
 def _best_row(output, epoch):
     """The log.csv row of ``epoch`` (the best one), as floats."""
-    import csv
-
     path = output / LOG_FILE
     if epoch is None or not path.is_file():
         return {}
@@ -850,7 +835,6 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
         return {**result, "state": "stopped", "stopped_by": control.stopped_by}
 
     # Done: the best (or last) generator becomes the preset.
-    from keras_rmz.presets import save_preset
 
     best = {"which": "last"}
     best_info = output / TrainingCheckpoint.BEST_INFO_NAME
@@ -878,9 +862,6 @@ def _stop_on_sigterm(control, verbose):
     stops the session after the step in progress, as --max-minutes does: the
     checkpoint is saved and the same command resumes. Only the main thread
     can install a handler; elsewhere SIGTERM keeps its default."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -899,8 +880,6 @@ def _stop_on_sigterm(control, verbose):
 
 
 def _last_row(output):
-    import csv
-
     path = output / LOG_FILE
     if not path.is_file():
         return {}
