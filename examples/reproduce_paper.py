@@ -1089,7 +1089,8 @@ def experiment_fig6(ctx):
 def _repetition(ctx, preset, sample, num_z, z_step, spacing, num_inputs, deep_z=None):
     """Repetition test between the first two inputs; returns rows, numbers, curves."""
     from keras_rmz.data import compute_normalization
-    from keras_rmz.metrics import repetition_test, rmse
+    from keras_rmz.evaluation import repetition_test
+    from keras_rmz.metrics import rmse
 
     z = np.arange(num_z) * z_step
     # The first inputs of the 3-plane layout of Fig. 2 / 3 (nuclei: 3, 9 µm).
