@@ -110,11 +110,12 @@ VARIANTS = {
     # glibc malloc kept off mmap for large blocks, freed memory kept: each
     # new tensor reuses pages instead of faulting in fresh zeroed ones (what
     # jemalloc / tcmalloc give PyTorch on a CPU), for the whole process from
-    # its start: what keras_rmz.backend.memory does around reconstruct on PyTorch.
+    # its start: what keras_rmz.backend.memory does around reconstruct on PyTorch
+    # when KERAS_RMZ_REUSE_MEMORY=1.
     "malloc_heap": (BACKENDS, {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}, {}, 1, ()),
-    # The package's own setting (keras_rmz.backend.memory, on PyTorch by default
-    # around reconstruct) switched off: every large tensor a fresh mmap.
-    "reuse_memory_off": (("torch",), {"KERAS_RMZ_REUSE_MEMORY": "0"}, {}, 1, ()),
+    # The package's own setting (keras_rmz.backend.memory, opt-in around
+    # reconstruct on PyTorch) switched on; off, every large tensor is a fresh mmap.
+    "reuse_memory_on": (("torch",), {"KERAS_RMZ_REUSE_MEMORY": "1"}, {}, 1, ()),
     # torch.compile: minutes of compilation on a small CPU; opt in by name.
     "torch_compile": (("torch",), {}, {"jit_compile": True}, 1, ()),
 }
@@ -410,7 +411,8 @@ def analytic(model, class_name, size, num_inputs):
 def time_predict(model, batch, repeats):
     """First-call and steady-state seconds of ``model.predict_on_batch``,
     with the allocator setting ``reconstruct`` runs it under
-    (``keras_rmz.backend.memory.reuse_freed_memory``: on PyTorch only)."""
+    (``keras_rmz.backend.memory.reuse_freed_memory``: on PyTorch with
+    ``KERAS_RMZ_REUSE_MEMORY=1``)."""
     from keras_rmz.backend.memory import reuse_freed_memory
 
     with reuse_freed_memory():

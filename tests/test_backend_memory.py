@@ -102,17 +102,20 @@ def test_off_switches_leave_malloc_alone(clean_environment, monkeypatch):
         assert not active and _mmapped_by_malloc(libc)
 
 
-def test_auto_is_on_for_torch_only_and_respects_the_users_malloc_settings():
-    assert memory.wanted("auto", backend="torch", environ={})
-    assert not memory.wanted("auto", backend="tensorflow", environ={})
-    assert not memory.wanted("auto", backend="jax", environ={})
+def test_auto_is_opt_in_for_torch_only_and_respects_the_users_malloc_settings():
+    on = {"KERAS_RMZ_REUSE_MEMORY": "1"}
+    assert not memory.wanted("auto", backend="torch", environ={})  # opt-in
+    assert memory.wanted("auto", backend="torch", environ=on)
+    assert memory.wanted("auto", backend="torch", environ={"KERAS_RMZ_REUSE_MEMORY": "yes"})
+    assert not memory.wanted("auto", backend="tensorflow", environ=on)
+    assert not memory.wanted("auto", backend="jax", environ=on)
     assert memory.wanted(True, backend="jax", environ={})
     assert not memory.wanted(False, backend="torch", environ={})
     for environ in ({"KERAS_RMZ_REUSE_MEMORY": "0"}, {"KERAS_RMZ_REUSE_MEMORY": "off"},
                     {"MALLOC_MMAP_MAX_": "0"}, {"MALLOC_TRIM_THRESHOLD_": "1"},
                     {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"}):
         assert not memory.wanted(True, backend="torch", environ=environ), environ
-    assert memory.wanted("auto", backend="torch", environ={"GLIBC_TUNABLES": "glibc.rtld.nns=2"})
+    assert memory.wanted("auto", backend="torch", environ={**on, "GLIBC_TUNABLES": "glibc.rtld.nns=2"})
     with pytest.raises(ValueError, match="'auto', True or False"):
         memory.wanted("yes", backend="torch", environ={})
 

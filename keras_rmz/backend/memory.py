@@ -1,4 +1,6 @@
-"""Reuse of freed memory by glibc's malloc while keras_rmz computes on PyTorch.
+"""Reuse of freed memory by glibc's malloc while keras_rmz computes on
+PyTorch: opt in with ``KERAS_RMZ_REUSE_MEMORY=1`` (or ``with
+reuse_freed_memory(True):``).
 
 Eager PyTorch gives every intermediate result a new tensor. At RecurrentMZ's
 full resolution these are tens of MB each (1024² × 20 channels × 4 bytes =
@@ -9,23 +11,29 @@ convolutions then spend more time faulting pages than computing: an add of
 two such tensors took 22 ms into a new tensor against 8 ms into an existing
 one (``docs/performance.md``, session 9).
 
+Measured: RecurrentMZ (M = 3, 1024²) on PyTorch ran 1.55× faster per plane
+with it (3.91 → 2.52 s), with a 22 % higher peak resident memory (2.49 →
+3.04 GB). TensorFlow and JAX manage their buffers themselves and gained
+nothing.
+
 ``reuse_freed_memory()`` keeps large blocks on malloc's heap for the
 duration of a ``with`` block (``mallopt(M_MMAP_MAX, 0)``) and keeps freed
 memory there for reuse (``M_TRIM_THRESHOLD``); on leaving the outermost
-block it restores glibc's defaults and returns the free memory to the
-operating system (``malloc_trim(0)``). This is what jemalloc or tcmalloc
+block it sets both back to glibc's defaults and returns the free memory to
+the operating system (``malloc_trim(0)``). This is what jemalloc or tcmalloc
 (``LD_PRELOAD``) give PyTorch on a CPU, scoped to keras_rmz's own work.
-RecurrentMZ (M = 3, 1024²) on PyTorch ran 1.55× faster per plane (3.91 →
-2.52 s), with a 22 % higher peak resident memory (2.49 → 3.04 GB).
 
-``reconstruct`` uses it by default on the PyTorch backend only (TensorFlow
-and JAX manage their buffers themselves and gained nothing). It does nothing
-where the C library is not glibc, when the process already tunes malloc
-(``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``
-or a ``glibc.malloc`` tunable in ``GLIBC_TUNABLES``), or when the environment
-variable ``KERAS_RMZ_REUSE_MEMORY`` is ``0``. Leaving the block sets
-``M_TRIM_THRESHOLD`` explicitly, which turns off glibc's dynamic adjustment
-of the mmap and trim thresholds for the rest of the process.
+It is opt-in because it changes a setting of the whole process, and one
+that glibc cannot hand back entirely: setting ``M_TRIM_THRESHOLD`` at all
+turns off glibc's dynamic adjustment of the mmap and trim thresholds for
+the rest of the process (there is no ``mallopt`` that turns it back on).
+``reconstruct`` runs under ``reuse_freed_memory("auto")``: on PyTorch, and
+only when the environment variable ``KERAS_RMZ_REUSE_MEMORY`` is ``1`` (or
+``true``, ``yes``, ``on``). It never acts where the C library is not glibc
+or when the process already tunes malloc (``MALLOC_MMAP_MAX_``,
+``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_`` or a ``glibc.malloc``
+tunable in ``GLIBC_TUNABLES``), and ``KERAS_RMZ_REUSE_MEMORY=0`` turns it off
+even for ``True``.
 """
 
 import contextlib
@@ -46,6 +54,7 @@ KEEP_FREE_BYTES = 2**31 - 1
 ENVIRONMENT_SWITCH = "KERAS_RMZ_REUSE_MEMORY"
 _USER_MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 _OFF = ("0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on")
 
 _lock = threading.Lock()
 _depth = 0
@@ -78,18 +87,20 @@ def user_tunes_malloc(environ=None):
 
 def wanted(enabled="auto", backend=None, environ=None):
     """Whether ``reuse_freed_memory(enabled)`` changes malloc's settings:
-    ``"auto"`` on the PyTorch backend only; never when switched off by
-    ``KERAS_RMZ_REUSE_MEMORY=0`` or when the environment tunes malloc."""
+    ``"auto"`` on the PyTorch backend when ``KERAS_RMZ_REUSE_MEMORY=1``;
+    ``True`` always; never when switched off by ``KERAS_RMZ_REUSE_MEMORY=0``
+    or when the environment tunes malloc."""
     environ = os.environ if environ is None else environ
     if isinstance(enabled, bool):
         if not enabled:
             return False
     elif enabled != "auto":
         raise ValueError(f"enabled must be 'auto', True or False; got {enabled!r}")
-    if environ.get(ENVIRONMENT_SWITCH, "").strip().lower() in _OFF or user_tunes_malloc(environ):
+    switch = environ.get(ENVIRONMENT_SWITCH, "").strip().lower()
+    if switch in _OFF or user_tunes_malloc(environ):
         return False
     if enabled == "auto":
-        return (backend or keras.backend.backend()) == "torch"
+        return switch in _ON and (backend or keras.backend.backend()) == "torch"
     return True
 
 
@@ -102,7 +113,7 @@ def reuse_freed_memory(enabled="auto"):
     Example:
 
     ```python
-    with reuse_freed_memory():        # on PyTorch: large blocks reused
+    with reuse_freed_memory(True):    # large blocks reused (any backend)
         planes = model.predict_on_batch(batch)
     ```
     """
