@@ -8,8 +8,11 @@ import numpy as np
 
 from keras_rmz.data.normalization import compute_normalization
 
-_ORDERS = ("sorted", "random", "descending_dz")
-_SPACINGS = ("uniform", "random")
+# The choices of the constructor (the training config offers the same).
+ORDERS = ("sorted", "random", "descending_dz")
+SPACINGS = ("uniform", "random")
+TARGET_NORMALIZATIONS = ("own", "inputs")
+NORMALIZATION_SOURCES = ("stack", "inputs")
 # Paired stacks must share their z grid to this tolerance (µm): files store
 # z as decimal text or float32, so exact equality is too strict.
 _Z_ATOL_UM = 1e-4
@@ -158,19 +161,19 @@ class VolumeDataset(keras.utils.PyDataset):
     ):
         super().__init__(**kwargs)
         self.num_inputs = _check_int("num_inputs", num_inputs, minimum=1)
-        self.spacing = _check_choice("spacing", spacing, _SPACINGS)
-        self.order = _check_choice("order", order, _ORDERS)
+        self.spacing = _check_choice("spacing", spacing, SPACINGS)
+        self.order = _check_choice("order", order, ORDERS)
         self.batch_size = _check_int("batch_size", batch_size, minimum=1)
         self.patch_size = _check_patch_size(patch_size)
         self.augment = bool(augment)
-        if target_normalization not in ("own", "inputs"):
+        if target_normalization not in TARGET_NORMALIZATIONS:
             raise ValueError(
                 "target_normalization must be 'own' (each target stack normalized by its own "
                 "statistics, as the paper does for confocal targets) or 'inputs' (targets in the "
                 f"units of their input stack); got {target_normalization!r}."
             )
         self.target_normalization = target_normalization
-        if normalization_source not in ("stack", "inputs"):
+        if normalization_source not in NORMALIZATION_SOURCES:
             raise ValueError(
                 "normalization_source must be 'stack' (statistics of the whole input stack, as "
                 "the paper does) or 'inputs' (statistics of the M drawn input planes only, as "

@@ -52,14 +52,14 @@ import pathlib
 
 import numpy as np
 
+from keras_rmz.data import volume_dataset
+from keras_rmz.simulate.simulate_stack import SAMPLES
+
 # Model classes `keras-rmz train` can build (keras_rmz.models.<name>).
 MODEL_CLASSES = ("RecurrentMZ", "RecurrentMZPlus", "DeepZ", "UNet3D")
-SAMPLES = ("beads", "nuclei")
 TARGETS = ("inputs", "confocal")
-SPACINGS = ("uniform", "random")
-ORDERS = ("sorted", "random", "descending_dz")
-TARGET_NORMALIZATIONS = ("auto", "own", "inputs")
-NORMALIZATION_SOURCES = ("stack", "inputs")
+# "auto": the dataset's choice follows from the targets (see the field).
+TARGET_NORMALIZATIONS = ("auto", *volume_dataset.TARGET_NORMALIZATIONS)
 SCHEDULES = ("constant", "cosine")
 MONITORS = ("val_psnr", "val_ssim", "val_loss")
 PRESET_WEIGHTS = ("best", "last")
@@ -166,7 +166,7 @@ SCHEMA = {
         "input_spacing_um": _Field("float", None, "Δz between input planes (µm); required when num_inputs > 1",
                                    positive=True),
         "spacing": _Field("choice", "uniform", "uniform: planes Δz apart; random: M planes at random within "
-                          "(M-1)·Δz", choices=SPACINGS),
+                          "(M-1)·Δz", choices=volume_dataset.SPACINGS),
         "spacing_jitter_um": _Field("float", 0.0, "uniform only: random offset of each input plane (µm)",
                                     minimum=0.0),
         "output_margin_um": _Field("float", None, "how far beyond the first/last input the output plane may lie "
@@ -174,7 +174,7 @@ SCHEMA = {
         "patch_size": _Field("patch", 256, "training patch side (pixels)"),
         "batch_size": _Field("int", 4, "items per step", minimum=1),
         "order": _Field("choice", "sorted", "input order: sorted (paper), random, descending_dz (Fig. S6)",
-                        choices=ORDERS),
+                        choices=volume_dataset.ORDERS),
         "augment": _Field("bool", True, "random rotations/flips of each item"),
         "min_signal": _Field("float", None, "redraw patches whose target's 99.9th percentile (normalized) is "
                              "below this; null: no redraw"),
@@ -184,7 +184,8 @@ SCHEMA = {
             choices=TARGET_NORMALIZATIONS),
         "normalization_source": _Field(
             "choice", "stack", "stack: shift and scale from the whole input stack (paper); inputs: from the M "
-            "drawn planes only, as reconstruct() computes them at inference", choices=NORMALIZATION_SOURCES),
+            "drawn planes only, as reconstruct() computes them at inference",
+            choices=volume_dataset.NORMALIZATION_SOURCES),
         "seed": _Field("int", 0, "seed of the item draws", minimum=0),
     }),
     "validation": _Field("section", doc="held-out stacks scored after every epoch (fixed items); null: none",
