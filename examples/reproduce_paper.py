@@ -43,7 +43,7 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 if str(REPOSITORY) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPOSITORY))
 
-from keras_rmz.cli.demo import default_input_z  # noqa: E402
+from keras_rmz.evaluation.demo import default_input_z  # noqa: E402
 from keras_rmz.evaluation import linear_interpolation  # noqa: E402
 from keras_rmz.out_of_distribution import OutOfDistributionWarning  # noqa: E402
 

@@ -62,7 +62,7 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
     """Model vs nearest input vs linear interpolation on held-out nuclei
     volumes, at the planes strictly between the inputs."""
     from keras_rmz import metrics
-    from keras_rmz.cli.demo import default_input_z
+    from keras_rmz.evaluation.demo import default_input_z
     from keras_rmz.evaluation import linear_interpolation
     from keras_rmz.data import compute_normalization
     from keras_rmz.simulate import simulate_stack
@@ -252,7 +252,7 @@ def _typical_request(metadata):
     spacing apart centred in it (as ``keras-rmz demo`` takes them), output
     planes where ``output_z - input_z`` stays in the trained range for every
     input (``keras_rmz.out_of_distribution``)."""
-    from keras_rmz.cli.demo import default_input_z
+    from keras_rmz.evaluation.demo import default_input_z
 
     held = (metadata.get("metrics") or {}).get("held_out") or {}
     simulated = ((metadata.get("training") or {}).get("config") or {}).get("data", {}).get("simulate") or {}

@@ -1,9 +1,7 @@
 """Helpers the ``keras-rmz`` subcommands share: reading a stack with sizes
-given at the command line, output paths, matching planes by z."""
+given at the command line, and output paths."""
 
 import pathlib
-
-import numpy as np
 
 
 def read_input_stack(
@@ -25,17 +23,6 @@ def read_input_stack(
         elif "channel=" in message and channel_option:
             message += f" Pass {channel_option}."
         raise ValueError(message) from error
-
-
-def nearest_planes(stack_z, wanted_z, tolerance):
-    """Index of the plane of ``stack_z`` nearest each of ``wanted_z``, and the
-    distances; -1 where the nearest plane is farther than ``tolerance``."""
-    stack_z = np.asarray(stack_z, dtype=np.float64)
-    wanted_z = np.asarray(wanted_z, dtype=np.float64)
-    distance = np.abs(wanted_z[:, None] - stack_z[None, :])
-    index = np.argmin(distance, axis=1)
-    nearest = distance[np.arange(wanted_z.size), index]
-    return np.where(nearest <= tolerance, index, -1), nearest
 
 
 def check_output_path(path, suffixes, what):

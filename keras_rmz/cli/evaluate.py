@@ -19,8 +19,9 @@ import uuid
 
 import numpy as np
 
-from keras_rmz.cli.common import check_output_path, nearest_planes, read_input_stack
+from keras_rmz.cli.common import check_output_path, read_input_stack
 from keras_rmz.cli.main import one_line_errors
+from keras_rmz.io import nearest_planes
 from keras_rmz.cli.arguments import positive_float as _positive_float
 
 HELP = "score a reconstructed stack against a ground-truth stack (PSNR, NRMSE, SSIM per plane)"

@@ -21,8 +21,9 @@ from keras_rmz.cli.arguments import add_batch_size_argument
 from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import positive_int as _positive_int
 from keras_rmz.cli.arguments import positive_um as _positive_float
-from keras_rmz.cli.common import check_output_path, nearest_planes, read_input_stack
+from keras_rmz.cli.common import check_output_path, read_input_stack
 from keras_rmz.cli.main import one_line_errors
+from keras_rmz.io import nearest_planes
 
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
 

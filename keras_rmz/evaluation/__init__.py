@@ -7,6 +7,8 @@
 - Robustness (`keras_rmz.evaluation.robustness`): the paper's
   `permutation_test`, `repetition_test`, `dpm_noise_test` and
   `nonuniform_spacing_test` (Fig. 4-7); `keras_rmz.plot` draws their results.
+- The bead demo (`keras_rmz.evaluation.demo`): `bead_demo`, a simulated bead
+  stack reconstructed from a few planes and scored (``keras-rmz demo``).
 
 The metrics themselves are in `keras_rmz.metrics`.
 """

@@ -139,3 +139,14 @@ class Stack:
             f"z={z.min():.6g}..{z.max():.6g} µm ({z.size} planes), "
             f"pixel_um={self.pixel_um:.6g}, metadata keys={sorted(self.metadata)})"
         )
+
+
+def nearest_planes(stack_z, wanted_z, tolerance):
+    """Index of the plane of ``stack_z`` nearest each of ``wanted_z``, and the
+    distances; -1 where the nearest plane is farther than ``tolerance``."""
+    stack_z = np.asarray(stack_z, dtype=np.float64)
+    wanted_z = np.asarray(wanted_z, dtype=np.float64)
+    distance = np.abs(wanted_z[:, None] - stack_z[None, :])
+    index = np.argmin(distance, axis=1)
+    nearest = distance[np.arange(wanted_z.size), index]
+    return np.where(nearest <= tolerance, index, -1), nearest

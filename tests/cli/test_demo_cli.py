@@ -11,9 +11,9 @@ import io
 import numpy as np
 import pytest
 
-from keras_rmz.cli import demo as demo_cli
 from keras_rmz.cli import main as cli_main
 from keras_rmz.data import compute_normalization
+from keras_rmz.evaluation.demo import default_input_z
 from keras_rmz.io import read_stack
 from keras_rmz.models import RecurrentMZ
 from keras_rmz.presets import load_preset, registry, registry_entry_for, save_preset
@@ -196,5 +196,5 @@ def test_demo_bad_arguments_fail_in_one_line(builtin, tmp_path, capsys):
 
 def test_default_inputs():
     z = np.arange(101) * 0.1
-    np.testing.assert_allclose(demo_cli.default_input_z(z, 3, 3.0), [2.0, 5.0, 8.0])
-    np.testing.assert_allclose(demo_cli.default_input_z(z, 2, 6.0), [2.0, 8.0])
+    np.testing.assert_allclose(default_input_z(z, 3, 3.0), [2.0, 5.0, 8.0])
+    np.testing.assert_allclose(default_input_z(z, 2, 6.0), [2.0, 8.0])
