@@ -32,14 +32,6 @@ FLOORS = {
     "cli": 4,
 }
 
-# Imports that still run upward, each with the reason it is still there.
-# The preset store builds the model a preset names, and finds its class by
-# importing the models, which register themselves with Keras (issue #23:
-# the models' folders are to register their presets and the loader to
-# receive the class from them, as keras-hub does).
-KNOWN_UPWARD = {("keras_rmz.presets.preset_io", "keras_rmz.models")}
-
-
 def _module_name(path):
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -118,15 +110,8 @@ def test_no_import_runs_upward(graph):
         if _floor(source) is not None
         and _floor(target) is not None
         and _floor(target) > _floor(source)
-        and (source, target) not in KNOWN_UPWARD
     )
     assert not upward, "imports that run upward: " + ", ".join(f"{s} -> {t}" for s, t in upward)
-
-
-def test_the_known_upward_imports_still_exist(graph):
-    # An entry that no longer happens must leave the list, so it cannot hide a new one.
-    for source, target in KNOWN_UPWARD:
-        assert target in graph[source], f"{source} no longer imports {target}: remove it from KNOWN_UPWARD"
 
 
 def test_the_package_root_imports_only_its_version(graph):
@@ -153,7 +138,7 @@ def test_only_the_backend_package_imports_a_backend_library():
 
 def test_no_import_cycle(graph):
     edges = {
-        source: {t for t in targets if t != "keras_rmz" and (source, t) not in KNOWN_UPWARD}
+        source: {t for t in targets if t != "keras_rmz"}
         for source, targets in graph.items()
         if source != "keras_rmz"
     }

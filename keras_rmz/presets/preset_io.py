@@ -256,11 +256,16 @@ def config_class_name(config, where="the preset"):
 def resolve_class(class_name, module=None):
     """Returns the keras_rmz model class registered as ``class_name``.
 
+    The store knows no model class. A class registers itself with Keras
+    when its module is imported; ``module`` (the ``"module"`` of a preset's
+    ``config.json``, which Keras writes) is imported when the class is not
+    registered yet, as ``keras.saving`` does, and only when it is a
+    keras_rmz module.
+
     Args:
         class_name: ``"keras_rmz>ClassName"``.
-        module: optional module that defines it; imported only when it is a
-            keras_rmz module, so classes outside ``keras_rmz.models`` (and not
-            yet imported) can still be found.
+        module: the module that defines it, e.g.
+            ``"keras_rmz.models.recurrent_mz.recurrent_mz"``.
 
     Raises:
         ValueError: when the name is not a registered keras_rmz model class.
@@ -269,8 +274,6 @@ def resolve_class(class_name, module=None):
 
     if not isinstance(class_name, str) or not _CLASS_NAME_RE.match(class_name):
         raise ValueError(f"a preset class must be named 'keras_rmz>ClassName'; got {class_name!r}")
-    # Importing the models package runs the registrations of every model.
-    importlib.import_module("keras_rmz.models")
     cls = keras.saving.get_registered_object(class_name)
     if cls is None and isinstance(module, str) and _MODULE_RE.match(module):
         try:

@@ -213,3 +213,28 @@ def test_hub_and_revision_come_together(preset_dir, hub, revision):
     entry.update(hub=None if hub is None else entry["hub"], revision=revision)
     with pytest.raises(ValueError, match="revision"):
         validate_entry("tiny_beads", entry)
+
+
+def test_the_store_finds_a_presets_class_without_importing_the_models_itself(tmp_path):
+    """The preset store imports no model: a built-in preset loads in a fresh
+    process through the module its config.json names (as keras.saving does)."""
+    import os
+    import subprocess
+    import sys
+
+    name = "recurrent_mz_beads_m3"
+    if name not in REAL_PRESETS:
+        pytest.skip(f"{name} is not a built-in preset")
+    code = (
+        "import sys\n"
+        "from keras_rmz.presets import load_preset\n"
+        "assert 'keras_rmz.models' not in sys.modules, 'the store imported the models'\n"
+        f"model = load_preset({name!r})\n"
+        "print(type(model).__name__)\n"
+    )
+    root = Path(keras_rmz.__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "RecurrentMZ"
