@@ -19,6 +19,8 @@ never pays for a deep-learning backend it does not need.
 
 import importlib
 
+# Registers the built-in presets of every model (the classes load on first use).
+from keras_rmz import models  # noqa: F401
 from keras_rmz.version import __version__
 
 _SUBMODULES = (

@@ -114,8 +114,25 @@ def test_no_import_runs_upward(graph):
     assert not upward, "imports that run upward: " + ", ".join(f"{s} -> {t}" for s, t in upward)
 
 
-def test_the_package_root_imports_only_its_version(graph):
-    assert graph["keras_rmz"] == {"keras_rmz.version"}
+def test_the_package_root_imports_only_its_version_and_the_models(graph):
+    # keras_rmz.models registers each model's presets; it loads no class.
+    assert graph["keras_rmz"] == {"keras_rmz.version", "keras_rmz.models"}
+
+
+def test_importing_the_package_imports_no_backend_and_registers_the_presets():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keras_rmz\n"
+        "from keras_rmz.presets import registry\n"
+        "assert registry.PRESETS, 'no preset registered'\n"
+        "loaded = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 BACKEND_LIBRARIES = ("tensorflow", "jax", "jaxlib", "torch")

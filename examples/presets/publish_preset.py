@@ -12,7 +12,7 @@ atomically to `weights/<name>/` (sha256 of every file in metadata.json):
     python examples/presets/publish_preset.py recurrent_mz_plus_nuclei_m3
 
 Then register it (`keras-rmz presets entry weights/<name>`, pasted into
-keras_rmz/presets/registry.py) so that the name loads.
+keras_rmz/models/<model>/<model>_presets.py) so that the name loads.
 
     python examples/presets/publish_preset.py --refresh-use-sections --docs
 
@@ -301,7 +301,7 @@ def refresh_use_sections(weights=REPOSITORY / "weights"):
     from ``use_section`` and re-pins the card's sha256 in that preset's
     metadata.json; the weights, config and the rest of the card stay as they
     are. Returns the names of the presets changed (re-pin them in
-    keras_rmz/presets/registry.py: ``keras-rmz presets entry weights/NAME``)."""
+    keras_rmz/models/<model>/<model>_presets.py: ``keras-rmz presets entry weights/NAME``)."""
     from keras_rmz.presets.preset_io import sha256_file, verify_preset
 
     changed = []

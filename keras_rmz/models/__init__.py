@@ -1,19 +1,22 @@
-"""The keras_rmz model zoo."""
+"""The keras_rmz model zoo.
 
-from keras_rmz.models.deep_z import DeepZ
-from keras_rmz.models.discriminator import Discriminator
-from keras_rmz.models.reconstruction_model import ReconstructionModel
-from keras_rmz.models.recurrent_mz import AUTHORS_CODE_CONFIG, RecurrentMZ, RecurrentMZPlus
-from keras_rmz.models.unet import UNet
-from keras_rmz.models.unet3d import UNet3D
+Importing it registers each model's built-in presets (from
+``keras_rmz/models/<model>/<model>_presets.py``); the model classes are
+imported on first use, so listing or checking presets needs no backend.
+"""
 
-__all__ = [
-    "AUTHORS_CODE_CONFIG",
-    "DeepZ",
-    "Discriminator",
-    "ReconstructionModel",
-    "RecurrentMZ",
-    "RecurrentMZPlus",
-    "UNet",
-    "UNet3D",
-]
+from keras_rmz.models import deep_z, recurrent_mz, unet3d  # noqa: F401 - each registers its presets
+from keras_rmz.models._lazy import lazy_attributes
+
+_NAMES = {
+    "AUTHORS_CODE_CONFIG": "keras_rmz.models.recurrent_mz.recurrent_mz",
+    "DeepZ": "keras_rmz.models.deep_z.deep_z",
+    "Discriminator": "keras_rmz.models.discriminator",
+    "ReconstructionModel": "keras_rmz.models.reconstruction_model",
+    "RecurrentMZ": "keras_rmz.models.recurrent_mz.recurrent_mz",
+    "RecurrentMZPlus": "keras_rmz.models.recurrent_mz.recurrent_mz_plus",
+    "UNet": "keras_rmz.models.unet",
+    "UNet3D": "keras_rmz.models.unet3d.unet3d",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -34,6 +34,7 @@ from keras_rmz.presets.registry import (
     get_preset,
     list_presets,
     local_copy_status,
+    register_presets,
     registry_entry_for,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "parse_hf_handle",
     "push_to_hub",
     "read_preset_metadata",
+    "register_presets",
     "registry_entry_for",
     "save_preset",
     "sha256_file",

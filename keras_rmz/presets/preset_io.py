@@ -265,7 +265,8 @@ def resolve_class(class_name, module=None):
     Args:
         class_name: ``"keras_rmz>ClassName"``.
         module: the module that defines it, e.g.
-            ``"keras_rmz.models.recurrent_mz.recurrent_mz"``.
+            ``"keras_rmz.models.recurrent_mz.recurrent_mz"``, or a package
+            whose attribute of the class's name is the class.
 
     Raises:
         ValueError: when the name is not a registered keras_rmz model class.
@@ -277,7 +278,9 @@ def resolve_class(class_name, module=None):
     cls = keras.saving.get_registered_object(class_name)
     if cls is None and isinstance(module, str) and _MODULE_RE.match(module):
         try:
-            importlib.import_module(module)
+            # A package that loads its classes on first use gives the class
+            # as an attribute of its name.
+            getattr(importlib.import_module(module), class_name.split(">", 1)[1], None)
         except ImportError:
             pass
         cls = keras.saving.get_registered_object(class_name)

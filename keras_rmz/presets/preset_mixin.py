@@ -180,7 +180,7 @@ def _load_builtin(name, *, force_download, token, **options):
     if options["model_class"] is not None:
         # Refuse the wrong class before any download (the class asked for is
         # imported, and with it the models package that registers the rest).
-        check_model_class(resolve_class(info.class_name), options["model_class"], f"preset {name!r}")
+        check_model_class(resolve_class(info.class_name, info.module), options["model_class"], f"preset {name!r}")
     expected = dict(info.sha256)
     local = registry.find_local_copy(name)
     if local is not None and (not force_download or info.hub is None):

@@ -1,8 +1,11 @@
 """The built-in presets: names a user can load without knowing where the
 weights live.
 
-Adding a preset is one entry in ``PRESETS``. Make the entry from a finished
-preset folder, once it is on the Hub, with
+Each model's folder holds its built-in presets
+(``keras_rmz/models/<model>/<model>_presets.py``) and registers them from its
+``__init__.py`` with ``register_presets``; ``PRESETS`` collects them when
+keras_rmz is imported. Adding a preset is one entry in that file. Make the
+entry from a finished preset folder, once it is on the Hub, with
 
 ```python
 from keras_rmz.presets import registry_entry_for, format_registry_entry
@@ -12,7 +15,7 @@ print(format_registry_entry("recurrent_mz_beads_m3", entry))
 ```
 
 or ``keras-rmz presets entry weights/recurrent_mz_beads_m3 --hub ... --revision ...``,
-and paste what it prints into ``PRESETS``.
+and paste what it prints into the model's presets file.
 
 An entry holds:
 
@@ -51,120 +54,12 @@ from keras_rmz.presets.preset_io import (
 
 WEIGHTS_DIR_ENV = "KERAS_RMZ_WEIGHTS_DIR"
 
-# name -> entry (see the module docstring). These presets ship in the
-# repository's weights/ (hub None: not published on the Hub yet); made with
-# examples/presets/publish_preset.py and `keras-rmz presets entry`.
-PRESETS = {
-    "recurrent_mz_beads_m3": {
-        "class_name": "keras_rmz>RecurrentMZ",
-        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 615 nm, 0.1 µm pixels; trained on simulated stacks on a CPU, fine-tuned with the paper's adversarial loss",
-        "hub": None,
-        "revision": None,
-        "sha256": {
-            "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "eac7e3ad1e8d1db9f7e527a23ff256f5d8ac1a3443e0e9a2bec254bf9d741900",
-            "metadata.json": "37174e5438c2cd0fd9665cc97dc0eaf03d66c9c19f930715958004f864508a18",
-            "README.md": "055c601d99784124ed502d7fc0d0b1d46a3d19a548025a16c93b6a79c4f06c16",
-        },
-        "metadata": {
-            "modality": "widefield -> widefield (noise-free)",
-            "sample": "50 nm fluorescent beads (simulated)",
-            "pixel_um": 0.1,
-            "z_step_um": 0.09999999999999998,
-            "num_inputs": 3,
-            "input_spacing_um": 3.0,
-            "output_range_um": [-7.5, 7.5],
-            "license": "apache-2.0",
-        },
-    },
-    "recurrent_mz_nuclei_m2": {
-        "class_name": "keras_rmz>RecurrentMZ",
-        "description": "Recurrent-MZ (M = 2, Δz = 6 µm) for wide-field stacks of neuron nuclei (GFP), 63x/1.4 NA oil, 0.1 µm pixels, 0.2 µm z steps; trained on simulated stacks on a CPU",
-        "hub": None,
-        "revision": None,
-        "sha256": {
-            "config.json": "ca04591855d2865a64b143495b1fb85b445feef40348cdb0ab1edc0d4d109b0d",
-            "model.weights.h5": "a39824f44a16126d8576a2655541431eb31399375a51fbcb5d7a9792a0f9fada",
-            "metadata.json": "44d6c75a7fbd943a1e3dcabfa78b11ba1e1a633cfb7e15b352aa636e870ef211",
-            "README.md": "6ba18352ab8126fde2ce0ae35e4b07e4f1fb7c0da4f543d91e0aa6efa980a13f",
-        },
-        "metadata": {
-            "modality": "widefield -> widefield (noise-free)",
-            "sample": "C. elegans neuron nuclei (simulated)",
-            "pixel_um": 0.1,
-            "z_step_um": 0.19999999999999996,
-            "num_inputs": 2,
-            "input_spacing_um": 6.0,
-            "output_range_um": [-9.0, 9.0],
-            "license": "apache-2.0",
-        },
-    },
-    "recurrent_mz_plus_nuclei_m3": {
-        "class_name": "keras_rmz>RecurrentMZPlus",
-        "description": "Recurrent-MZ+ (M = 3, Δz = 2 µm) from wide-field planes to the confocal stack, neuron nuclei (GFP), 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated pairs on a CPU",
-        "hub": None,
-        "revision": None,
-        "sha256": {
-            "config.json": "243a7449da1de55ae6de8fbaffa4b9b4b4bbd63d33bff582adbea0cb8b37c1f4",
-            "model.weights.h5": "320e6427ee211a2577a9ece34c234e0cae534c9a25dc950b006651164541023d",
-            "metadata.json": "e5bdcf99a3780875df1aea1efde17b12f4176dc5ee60644bd5f75f6d9161381a",
-            "README.md": "66b75fdc9d1483561fe7a5682f53f83351dbb1ae5b1be8ac81d48a8318c9a129",
-        },
-        "metadata": {
-            "modality": "widefield -> confocal",
-            "sample": "C. elegans neuron nuclei (simulated)",
-            "pixel_um": 0.1,
-            "z_step_um": 0.19999999999999996,
-            "num_inputs": 3,
-            "input_spacing_um": 2.0,
-            "output_range_um": [-5.0, 5.0],
-            "license": "apache-2.0",
-        },
-    },
-    "deep_z_beads": {
-        "class_name": "keras_rmz>DeepZ",
-        "description": "Deep-Z baseline (one plane + DPM, outputs within ±1.5 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated stacks on a CPU",
-        "hub": None,
-        "revision": None,
-        "sha256": {
-            "config.json": "6fc5b5e304ea5e8e3cabe1962351f0d7af250c441df45273b846f83e1cd23a12",
-            "model.weights.h5": "9b2b97bf69dad21216301cd4eb23ee3057b21f561695063d8629bd69fb7dd9cd",
-            "metadata.json": "3247a8d787aed9b28aa74e78b98a27df98f4de30155217c3d874c31589c3ba74",
-            "README.md": "ed43d353c8e38ef212008ea6430e40b31b61cef42715de96e0ec81b064a8880f",
-        },
-        "metadata": {
-            "modality": "widefield -> widefield (noise-free)",
-            "sample": "50 nm fluorescent beads (simulated)",
-            "pixel_um": 0.1,
-            "z_step_um": 0.09999999999999998,
-            "num_inputs": 1,
-            "output_range_um": [-1.5, 1.5],
-            "license": "apache-2.0",
-        },
-    },
-    "unet3d_beads": {
-        "class_name": "keras_rmz>UNet3D",
-        "description": "3D U-Net baseline (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads, 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated stacks on a CPU",
-        "hub": None,
-        "revision": None,
-        "sha256": {
-            "config.json": "541388289880c109671fddf0279f467d6df65ac5008bdc79cd5f69392116de04",
-            "model.weights.h5": "6ebf9110273b5add1db6e3e38e12a78c27103a5337c879524f3de7d2bbf5bfbb",
-            "metadata.json": "699c7017e80c3520ec994dc145318ee926e498ff64ea9577702975f06ad86024",
-            "README.md": "f893f95b388f1c9e75305d73a404d75ef3e8ac98a78af0f4b2710b7646ad345c",
-        },
-        "metadata": {
-            "modality": "widefield -> widefield (noise-free)",
-            "sample": "50 nm fluorescent beads (simulated)",
-            "pixel_um": 0.1,
-            "z_step_um": 0.09999999999999998,
-            "num_inputs": 3,
-            "input_spacing_um": 3.0,
-            "output_range_um": [-7.5, 7.5],
-            "license": "apache-2.0",
-        },
-    },
-}
+# name -> entry (see the module docstring), filled by ``register_presets``
+# from each model's folder (keras_rmz/models/<model>/<model>_presets.py)
+# when keras_rmz is imported.
+PRESETS = {}
+# name -> the package that defines the entry's class (given at registration).
+_MODULES = {}
 
 # Metadata keys copied into an entry's summary.
 SUMMARY_KEYS = (
@@ -196,6 +91,8 @@ class PresetInfo:
         revision: the pinned commit (None when ``hub`` is None).
         sha256: mapping file name -> sha256, for the four files.
         metadata: mapping, the metadata summary.
+        module: the package that registered it (defines its class), or
+            None.
     """
 
     name: str
@@ -205,6 +102,7 @@ class PresetInfo:
     revision: object
     sha256: types.MappingProxyType
     metadata: types.MappingProxyType
+    module: object = None
 
     @property
     def class_short_name(self):
@@ -267,7 +165,35 @@ def validate_entry(name, entry):
         revision=entry["revision"],
         sha256=types.MappingProxyType(dict(hashes)),
         metadata=types.MappingProxyType(dict(entry["metadata"])),
+        module=_MODULES.get(name),
     )
+
+
+def register_presets(presets, module):
+    """Adds a model folder's built-in presets to the registry.
+
+    Each model folder registers its own from its ``__init__.py``, as
+    keras-hub's models do:
+
+    ```python
+    from keras_rmz.models.recurrent_mz.recurrent_mz_presets import presets
+    register_presets(presets, __name__)
+    ```
+
+    Args:
+        presets: dict name -> entry (see the module docstring).
+        module: the package that defines the entries' classes (its
+            attribute of the class's name gives the class).
+
+    Raises:
+        ValueError: an invalid entry, or a name registered twice.
+    """
+    for name, entry in presets.items():
+        validate_entry(name, entry)
+        if name in PRESETS and PRESETS[name] is not entry:
+            raise ValueError(f"preset {name!r} is registered twice ({_MODULES.get(name)} and {module})")
+        PRESETS[name] = entry
+        _MODULES[name] = module
 
 
 def list_presets(model_class=None):
@@ -290,7 +216,7 @@ def list_presets(model_class=None):
     """
     presets = [validate_entry(name, entry) for name, entry in sorted(PRESETS.items())]
     if model_class is not None:
-        presets = [p for p in presets if issubclass(resolve_class(p.class_name), model_class)]
+        presets = [p for p in presets if issubclass(resolve_class(p.class_name, p.module), model_class)]
     return presets
 
 
