@@ -36,7 +36,7 @@ class DefocusModel:
     """Stand-in generator: the nearest input plane, blurred by a Gaussian of
     σ = 1 + 3·|Δz| pixels (Δz in µm), zero-padded at the tile's edges."""
 
-    normalization_method = "paper"
+    normalization = "paper"
 
     def check_num_inputs(self, num_inputs):
         pass
