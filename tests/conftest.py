@@ -25,7 +25,8 @@ TESTS = pathlib.Path(__file__).resolve().parent
 # others):
 # - backend_independent: tests of code that never runs through the Keras
 #   backend (numpy, scipy, tifffile, matplotlib: I/O, the simulator,
-#   metrics, plots, config parsing), so their result cannot depend on it
+#   numpy metrics, baselines and scoring, plots, config parsing), so their
+#   result cannot depend on it
 #   (tests/metrics/test_image.py checks that these modules import no backend);
 # - cross_backend: weights saved on this backend are loaded on the two others
 #   in subprocesses; every backend's own save/load round trip is tested on it;
@@ -35,11 +36,14 @@ TESTS = pathlib.Path(__file__).resolve().parent
 BACKEND_INDEPENDENT = (
     "io/",
     "simulate/",
-    "metrics/",
+    "metrics/test_image.py",
+    "metrics/test_beads.py",
+    "evaluation/",
     "data/test_normalization.py",
     "cli/test_simulate_cli.py",
     "cli/test_evaluate_cli.py",
     "test_plot.py",
+    "test_architecture.py",
     "training/test_config.py",
 )
 
