@@ -59,16 +59,6 @@ PLANNED_PRESETS = (
     "deep_z_beads",
     "unet3d_beads",
 )
-DEFAULT_PRESET = "recurrent_mz_beads_m3"
-# Presets the project trains (examples/presets/<name>.yaml): a missing one is
-# "not trained yet", not "unknown".
-PLANNED_PRESETS = (
-    "recurrent_mz_beads_m3",
-    "recurrent_mz_nuclei_m2",
-    "recurrent_mz_plus_nuclei_m3",
-    "deep_z_beads",
-    "unet3d_beads",
-)
 
 
 def add_parser(subparsers):

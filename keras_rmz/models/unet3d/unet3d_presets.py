@@ -1,9 +1,5 @@
-"""The built-in presets of UNet3D: the registry entries that
-``keras_rmz/models/unet3d/__init__.py`` registers (``keras_rmz.presets.register_presets``).
-
-An entry pins a preset's four files by sha256 (``keras-rmz presets entry
-FOLDER`` prints one for a finished preset folder; see docs/presets.md).
-"""
+"""The built-in presets of UNet3D, registered by this folder's ``__init__.py``
+(entries: see ``keras_rmz.presets.registry``)."""
 
 presets = {
     "unet3d_beads": {
