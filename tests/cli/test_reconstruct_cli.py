@@ -9,7 +9,7 @@ import tifffile
 
 import keras_rmz
 from keras_rmz.cli import main as cli_main
-from keras_rmz.cli import reconstruct as reconstruct_cli
+from keras_rmz.cli.arguments import parse_output_z
 from keras_rmz.data.normalization import compute_normalization
 from keras_rmz.io import read_stack, write_stack
 from keras_rmz.models import RecurrentMZ
@@ -264,13 +264,13 @@ def test_recorded_sizes_win_over_the_fill_options(spy, stack_path, tmp_path):
     ],
 )
 def test_parse_output_z(tokens, expected):
-    np.testing.assert_allclose(reconstruct_cli.parse_output_z(tokens), expected, atol=1e-12)
+    np.testing.assert_allclose(parse_output_z(tokens), expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("tokens", [["0:1:-0.1"], ["0:1"], ["1:2:0"], ["abc"], ["1", "1.0"], ["0:nan:1"]])
 def test_parse_output_z_rejects(tokens):
     with pytest.raises(ValueError, match="--output-z"):
-        reconstruct_cli.parse_output_z(tokens)
+        parse_output_z(tokens)
 
 
 # ---------------------------------------------------------------------------
