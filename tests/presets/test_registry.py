@@ -215,6 +215,7 @@ def test_hub_and_revision_come_together(preset_dir, hub, revision):
         validate_entry("tiny_beads", entry)
 
 
+@pytest.mark.run_once  # the store's imports do not depend on the backend
 def test_the_store_finds_a_presets_class_without_importing_the_models_itself(tmp_path):
     """The preset store imports no model class: a built-in preset loads in a
     fresh process through the module its config.json names (as keras.saving
