@@ -31,7 +31,7 @@ REAL_PRESETS = dict(registry.PRESETS)  # before the autouse fixture empties it
 @pytest.mark.parametrize("name", sorted(REAL_PRESETS) or [pytest.param(None, marks=pytest.mark.skip("no presets yet"))])
 def test_shipped_entries_are_valid(name):
     info = validate_entry(name, REAL_PRESETS[name])
-    resolve_class(info.class_name)  # a registered keras_rmz model class
+    resolve_class(info.class_name, info.module)  # a registered keras_rmz model class, found as the registry finds it
 
 
 def test_shipped_weights_folders_verify():
