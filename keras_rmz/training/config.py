@@ -1,54 +1,43 @@
-"""The training configuration of ``keras-rmz train``: a YAML or JSON file,
-checked key by key, with defaults filled in.
-
-A config has these sections (every key, its default and what it accepts is
-in ``SCHEMA``; ``describe_schema()`` prints it, docs/training.md shows it):
+"""The training configuration of ``keras-rmz train``: a YAML or JSON file read
+into typed dataclasses, one per section, defaults filled in.
 
 ```yaml
 output: runs/recurrent_mz_beads_m3      # run folder: checkpoint, CSV log, preset/
-model:
-  class: RecurrentMZ                    # RecurrentMZ | RecurrentMZPlus | DeepZ | UNet3D
-  config: {}                            # constructor arguments (the paper's network)
+model: {class: RecurrentMZ, config: {}}
 data:
   simulate: {sample: beads, count: 32, seed: 0}   # or folder: path/to/stacks
   num_inputs: 3
   input_spacing_um: 3.0
-  patch_size: 256
-  batch_size: 4
-validation:
-  simulate: {count: 4, seed: 100000}
-  steps: 8
-training:
-  steps: 20000
-  steps_per_epoch: 500
-optimizer:
-  learning_rate: 1.0e-5
-loss:
-  adversarial_weight: 0.5               # 0: no discriminator, plain fit
+training: {steps: 20000, steps_per_epoch: 500}
+loss: {adversarial_weight: 0.5}         # 0: no discriminator, plain fit
 ```
 
-Errors name the key (``data.patch_size``), what was given and what is
-accepted, in one line: a ``ValueError`` (or ``TypeError`` for a value of the
-wrong type).
+Every key, its default and what it accepts is in docs/training.md (a test
+keeps that table equal to the dataclasses below). Each field's annotation
+says what it accepts; errors name the key (``data.patch_size``), what was
+given and what is accepted, in one line: a ``ValueError`` (or ``TypeError``
+for a value of the wrong type). The arguments that go on to `VolumeDataset`,
+`simulate_stack` and the model constructors are checked again there.
 
 Example:
 
 ```python
 from keras_rmz.training.config import load_training_config
 
-config = load_training_config("examples/train_beads_m3.yaml",
+config = load_training_config("examples/configs/recurrent_mz_beads_m3.yaml",
                               overrides=["training.steps=100"])
-config.total_steps, config.adversarial   # (100, True)
-config.to_dict()                          # every key, defaults filled in
+config.total_steps, config.adversarial, config.data.patch_size   # (100, True, 256)
 ```
 """
 
 import copy
+import dataclasses
 import json
 import math
 import numbers
 import os
 import pathlib
+import typing
 
 import numpy as np
 
@@ -57,311 +46,301 @@ from keras_rmz.simulate.simulate_stack import SAMPLES
 
 # Model classes `keras-rmz train` can build (keras_rmz.models.<name>).
 MODEL_CLASSES = ("RecurrentMZ", "RecurrentMZPlus", "DeepZ", "UNet3D")
-TARGETS = ("inputs", "confocal")
-# "auto": the dataset's choice follows from the targets (see the field).
-TARGET_NORMALIZATIONS = ("auto", *volume_dataset.TARGET_NORMALIZATIONS)
-SCHEDULES = ("constant", "cosine")
-MONITORS = ("val_psnr", "val_ssim", "val_loss")
-PRESET_WEIGHTS = ("best", "last")
-
 # Training stacks use seeds seed .. seed + count - 1; the default validation
 # stacks start this far above, so the two never share an object.
 VALIDATION_SEED_OFFSET = 100_000
-
-
-class _Field:
-    """One key of the schema: its kind, default and limits.
-
-    kinds: "int", "float", "bool", "str", "path", "choice", "dict" (free
-    form), "shape" (three ints >= 1), "patch" (int or [h, w]), "section"
-    (a nested schema in ``fields``).
-    """
-
-    def __init__(self, kind, default=None, doc="", *, choices=None, minimum=None, positive=False,
-                 nullable=False, fields=None, shown_default=None):
-        self.kind = kind
-        # What the documentation shows as the default when it is not a constant.
-        self.shown_default = shown_default
-        self.default = default
-        self.doc = doc
-        self.choices = choices
-        self.minimum = minimum
-        self.positive = positive
-        self.nullable = nullable or (default is None and kind != "section")
-        self.fields = fields
-
-    def accepted(self):
-        """What the key accepts, in words (used in error messages)."""
-        if self.kind == "choice":
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        elif self.kind == "int":
-            text = f"an integer >= {self.minimum if self.minimum is not None else 0}"
-        elif self.kind == "float":
-            text = "a number > 0" if self.positive else (
-                f"a number >= {self.minimum:g}" if self.minimum is not None else "a number")
-        elif self.kind == "bool":
-            text = "true or false"
-        elif self.kind in ("str", "path"):
-            text = "a path" if self.kind == "path" else "a string"
-        elif self.kind == "shape":
-            text = "three integers >= 1 [Z, Y, X]"
-        elif self.kind == "patch":
-            text = "an integer >= 1 or [height, width]"
-        elif self.kind == "dict":
-            text = "a mapping of keys to values"
-        else:
-            text = "a mapping with keys " + ", ".join(self.fields)
-        return text + (" or null" if self.nullable else "")
-
-
-def _simulate_fields(validation=False):
-    fields = {
-        "sample": _Field("choice", "beads", "what to simulate", choices=SAMPLES),
-        "count": _Field("int", 8, "number of simulated stacks", minimum=1),
-        "shape": _Field("shape", None, "[Z, Y, X] of each stack; null: the sample's default "
-                        "(101x256x256 beads, 91x256x256 nuclei)"),
-        "z_step_um": _Field("float", None, "axial step (µm); null: 0.1 beads, 0.2 nuclei", positive=True),
-        "pixel_um": _Field("float", 0.1, "lateral pixel size (µm)", positive=True),
-        "density_per_um3": _Field("float", None, "objects per µm³; null: the sample's default", minimum=0.0),
-        "seed": _Field("int", 0, "stack i is simulated with seed + i", minimum=0),
-        "noise_free_targets": _Field(
-            "bool", False, "targets are simulate_stack(..., noise=False) of the same objects (noise-free "
-            "expected counts); inputs stay noisy"),
-        "cache": _Field("bool", True, "keep the simulated stacks as OME-TIFF under OUTPUT/simulated/ so a "
-                        "resumed run reads them instead of simulating again"),
-    }
-    if validation:
-        # Keys not written follow data.simulate (see _inherit_simulate).
-        for key, field in fields.items():
-            field.shown_default = "as data.simulate"
-        fields["count"].shown_default = "data count // 8, at least 1"
-        fields["seed"].shown_default = f"data seed + {VALIDATION_SEED_OFFSET}"
-    return fields
-
-
-SCHEMA = {
-    "output": _Field("path", None, "run folder (checkpoint, CSV log, preset/); null: runs/<config name>"),
-    "model": _Field("section", doc="the network to train", fields={
-        "class": _Field("choice", "RecurrentMZ", "model class of keras_rmz.models", choices=MODEL_CLASSES),
-        "config": _Field("dict", {}, "constructor arguments of the class ({} = its defaults, the paper's "
-                         "network); UNet3D's num_inputs defaults to data.num_inputs"),
-        "init_preset": _Field("str", None, "start from this preset's architecture and weights (fine-tuning): "
-                              "a built-in name, a preset folder or hf://owner/repo[@rev]; model.config must "
-                              "then be empty"),
-    }),
-    "discriminator": _Field("section", doc="the GAN discriminator (used when loss.adversarial_weight > 0)", fields={
-        "config": _Field("dict", {}, "constructor arguments of keras_rmz.models.Discriminator ({} = the "
-                         "paper's: 5 blocks, 20·2^k channels)"),
-    }),
-    "data": _Field("section", doc="training stacks and how items are drawn (keras_rmz.data.VolumeDataset)", fields={
-        "folder": _Field("path", None, "folder of OME-TIFF/TIFF stacks (<name>_widefield.ome.tif with "
-                         "<name>_confocal.ome.tif when data.targets is confocal, as keras-rmz simulate writes)"),
-        "simulate": _Field("section", None, "simulate the stacks instead (keras_rmz.simulate.simulate_stack)",
-                           fields=_simulate_fields(), nullable=True),
-        "targets": _Field("choice", "inputs", "inputs: each stack is its own target; confocal: paired "
-                          "confocal stacks (Recurrent-MZ+)", choices=TARGETS),
-        "z_step_um": _Field("float", None, "z step (µm) for files that do not record it", positive=True),
-        "pixel_um": _Field("float", None, "pixel size (µm) for files that do not record it", positive=True),
-        "num_inputs": _Field("int", 3, "M, input planes per item", minimum=1),
-        "input_spacing_um": _Field("float", None, "Δz between input planes (µm); required when num_inputs > 1",
-                                   positive=True),
-        "spacing": _Field("choice", "uniform", "uniform: planes Δz apart; random: M planes at random within "
-                          "(M-1)·Δz", choices=volume_dataset.SPACINGS),
-        "spacing_jitter_um": _Field("float", 0.0, "uniform only: random offset of each input plane (µm)",
-                                    minimum=0.0),
-        "output_margin_um": _Field("float", None, "how far beyond the first/last input the output plane may lie "
-                                   "(µm); null: Δz/2", minimum=0.0),
-        "patch_size": _Field("patch", 256, "training patch side (pixels)"),
-        "batch_size": _Field("int", 4, "items per step", minimum=1),
-        "order": _Field("choice", "sorted", "input order: sorted (paper), random, descending_dz (Fig. S6)",
-                        choices=volume_dataset.ORDERS),
-        "augment": _Field("bool", True, "random rotations/flips of each item"),
-        "min_signal": _Field("float", None, "redraw patches whose target's 99.9th percentile (normalized) is "
-                             "below this; null: no redraw"),
-        "target_normalization": _Field(
-            "choice", "auto", "own: each target stack by its own statistics (paper); inputs: in the units of "
-            "its input stack; auto: inputs for noise-free targets of the same modality, else own",
-            choices=TARGET_NORMALIZATIONS),
-        "normalization_source": _Field(
-            "choice", "stack", "stack: shift and scale from the whole input stack (paper); inputs: from the M "
-            "drawn planes only, as reconstruct() computes them at inference",
-            choices=volume_dataset.NORMALIZATION_SOURCES),
-        "seed": _Field("int", 0, "seed of the item draws", minimum=0),
-    }),
-    "validation": _Field("section", doc="held-out stacks scored after every epoch (fixed items); null: none",
-                         nullable=True, fields={
-        "folder": _Field("path", None, "folder of held-out stacks (same layout as data.folder)"),
-        "simulate": _Field("section", None, "held-out simulated stacks; keys not given follow data.simulate, "
-                           "the seed defaults to data.simulate.seed + 100000", fields=_simulate_fields(True),
-                           nullable=True),
-        "steps": _Field("int", 4, "validation batches (the same items every time)", minimum=1),
-        "batch_size": _Field("int", None, "null: data.batch_size", minimum=1),
-        "seed": _Field("int", 1, "seed of the validation item draws", minimum=0),
-        "monitor": _Field("choice", "val_psnr", "what selects the best weights", choices=MONITORS),
-    }),
-    "training": _Field("section", doc="how long, checkpoints, seeds", fields={
-        "steps": _Field("int", None, "total training steps (give steps or epochs)", minimum=1),
-        "epochs": _Field("int", None, "epochs of steps_per_epoch steps (give steps or epochs)", minimum=1),
-        "steps_per_epoch": _Field("int", None, "steps between validations and CSV rows; null: min(steps, 500)",
-                                  minimum=1),
-        "checkpoint_every": _Field("int", 50, "steps between checkpoints (also at every epoch end)", minimum=1),
-        "seed": _Field("int", 0, "seed of the weight initialization", minimum=0),
-        "preset_weights": _Field("choice", "best", "weights written to OUTPUT/preset: best on validation "
-                                 "(last when there is no validation) or last", choices=PRESET_WEIGHTS),
-    }),
-    "optimizer": _Field("section", doc="Adam for the generator (and the discriminator)", fields={
-        "learning_rate": _Field("float", 1e-5, "generator learning rate (paper: 1e-5)", positive=True),
-        "discriminator_learning_rate": _Field("float", None, "null: learning_rate (paper); the authors' code "
-                                              "used 1e-6", positive=True),
-        "schedule": _Field("choice", "constant", "constant or cosine decay to min_learning_rate",
-                           choices=SCHEDULES),
-        "warmup_steps": _Field("int", 0, "linear warm-up from 0 over this many steps", minimum=0),
-        "min_learning_rate": _Field("float", 0.0, "cosine: the learning rate at the last step", minimum=0.0),
-    }),
-    "loss": _Field("section", doc="paper Eq. 7: 3·BerHu + 1·(1 − MS-SSIM) + 0.5·(D(ŷ) − 1)²", fields={
-        "berhu_weight": _Field("float", 3.0, "α", minimum=0.0),
-        "ms_ssim_weight": _Field("float", 1.0, "β", minimum=0.0),
-        "adversarial_weight": _Field("float", 0.5, "γ; 0 trains without a discriminator (plain fit)",
-                                     minimum=0.0),
-        "berhu_c": _Field("float", 0.1, "BerHu threshold c", positive=True),
-        "berhu_adaptive": _Field("bool", False, "c = 0.2·max|ŷ − y| per image (authors' code)"),
-    }),
-    "preset": _Field("section", doc="what OUTPUT/preset/metadata.json says beyond what is measured", fields={
-        "description": _Field("str", None, "one line for the model card"),
-        "license": _Field("str", "apache-2.0", "license of the weights"),
-        "metadata": _Field("dict", {}, "more metadata keys (merged)"),
-    }),
-}
-
 # Keys of a resumed run that may differ from the run's first session.
 RESUMABLE_CHANGES = ("output", "training.steps", "training.epochs", "preset")
 
 
-def _path_name(path):
-    return ".".join(path) if path else "the config"
+# --- What a key accepts: the annotation of its field --------------------------
 
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_value(path, field, value):
-    name = _path_name(path)
+class _Accepts:
+    """A field annotation: ``words`` for the error message, ``convert(value)``
+    returns the value or raises ValueError/TypeError (the message is added by
+    the caller). ``| None`` makes it nullable."""
 
-    def fail(error=ValueError):
-        raise error(f"{name} must be {field.accepted()}; got {value!r}")
+    nullable = False
 
-    if value is None:
-        if field.nullable:
-            return None
-        fail()
-    kind = field.kind
-    if kind == "section":
-        if not isinstance(value, dict):
-            fail(TypeError)
-        return _check_section(path, field.fields, value)
-    if kind == "choice":
-        if not isinstance(value, str) or value not in field.choices:
-            fail()
-        return value
-    if kind == "int":
+    def __or__(self, other):
+        assert other is None
+        result = copy.copy(self)
+        result.nullable = True
+        return result
+
+    def describe(self):
+        return self.words + (" or null" if self.nullable else "")
+
+
+class Int(_Accepts):
+    def __init__(self, minimum=0):
+        self.minimum, self.words = minimum, f"an integer >= {minimum}"
+
+    def convert(self, value):
         if not _is_int(value):
-            fail(TypeError)
-        value = int(value)
-        if value < (field.minimum or 0):
-            fail()
-        return value
-    if kind == "float":
-        if isinstance(value, str):
-            # YAML 1.1 reads 1e-5 (no dot) as a string; accept what float() reads.
-            try:
-                value = float(value)
-            except ValueError:
-                fail(TypeError)
+            raise TypeError
+        if value < self.minimum:
+            raise ValueError
+        return int(value)
+
+
+class Float(_Accepts):
+    def __init__(self, minimum=None, positive=False):
+        self.minimum, self.positive = minimum, positive
+        self.words = "a number > 0" if positive else (f"a number >= {minimum:g}" if minimum is not None else "a number")
+
+    def convert(self, value):
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as text
+            value = float(value)  # a ValueError is reported as a TypeError below
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            fail(TypeError)
+            raise TypeError
         value = float(value)
-        if not math.isfinite(value) or (field.positive and value <= 0) or (
-                field.minimum is not None and value < field.minimum):
-            fail()
+        if not math.isfinite(value) or (self.positive and value <= 0) or (
+                self.minimum is not None and value < self.minimum):
+            raise ValueError
         return value
-    if kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            fail(TypeError)
-        return bool(value)
-    if kind in ("str", "path"):
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value.strip():
-            fail(TypeError)
+
+
+class Choice(_Accepts):
+    def __init__(self, choices):
+        self.choices, self.words = tuple(choices), "one of " + ", ".join(repr(c) for c in choices)
+
+    def convert(self, value):
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValueError
         return value
-    if kind == "dict":
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            fail(TypeError)
-        return copy.deepcopy(value)
-    if kind == "shape":
-        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_int(v) and v >= 1 for v in value):
-            fail()
-        return [int(v) for v in value]
-    if kind == "patch":
-        if _is_int(value) and value >= 1:
+
+
+class Ints(_Accepts):
+    """``count`` integers >= 1 as a list; ``scalar``: one integer is accepted too."""
+
+    def __init__(self, count, words, scalar=False):
+        self.count, self.words, self.scalar = count, words, scalar
+
+    def convert(self, value):
+        if self.scalar and _is_int(value) and value >= 1:
             return int(value)
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value):
-            return [int(v) for v in value]
-        fail()
-    raise AssertionError(f"unknown field kind {kind!r}")  # a bug in SCHEMA, not in the user's file
+        if not isinstance(value, (list, tuple)) or len(value) != self.count or not all(
+                _is_int(v) and v >= 1 for v in value):
+            raise ValueError
+        return [int(v) for v in value]
 
 
-def _check_section(path, fields, mapping):
+class _Simple(_Accepts):
+    def __init__(self, words, check, convert=lambda v: v):
+        self.words, self._check, self._convert = words, check, convert
+
+    def convert(self, value):
+        if not self._check(value):
+            raise TypeError
+        return self._convert(value)
+
+
+BOOL = _Simple("true or false", lambda v: isinstance(v, (bool, np.bool_)), bool)
+TEXT = _Simple("a string", lambda v: isinstance(v, (str, os.PathLike)) and str(v).strip(), os.fspath)
+PATH = _Simple("a path", TEXT._check, os.fspath)
+MAPPING = _Simple("a mapping of keys to values",
+                  lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), copy.deepcopy)
+COUNT = Int(1)
+POSITIVE = Float(positive=True)
+NON_NEGATIVE = Float(minimum=0.0)
+
+
+class _Nullable:
+    """A section that may be null (``data.simulate``, ``validation``)."""
+
+    def __init__(self, section):
+        self.section = section
+
+
+def _key(field):
+    """The config key of a dataclass field (``class`` is a Python keyword)."""
+    return field.metadata.get("key", field.name)
+
+
+def _section(path, cls, mapping):
+    """``cls`` (a section dataclass) from a mapping, each value checked by its
+    field's annotation."""
+    where = ".".join(path)
+    fields = {_key(f): f for f in dataclasses.fields(cls) if _key(f) is not None}
+    if not isinstance(mapping, dict):
+        raise TypeError(f"{where} must be a mapping with keys {', '.join(fields)}; got {mapping!r}")
     unknown = [key for key in mapping if key not in fields]
     if unknown:
-        where = f"in {_path_name(path)}" if path else "at the top level"
         raise ValueError(
-            f"unknown key {unknown[0]!r} {where}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            f"unknown key {unknown[0]!r} {'in ' + where if where else 'at the top level'}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             + f"; accepted keys: {', '.join(fields)}"
         )
-    result = {}
+    values = {}
     for key, field in fields.items():
-        if key in mapping:
-            result[key] = _check_value(path + (key,), field, mapping[key])
-        elif field.kind == "section" and not field.nullable:
-            result[key] = _check_section(path + (key,), field.fields, {})
-        else:
-            result[key] = copy.deepcopy(field.default)
-    return result
+        if key not in mapping:
+            continue
+        value, accepts = mapping[key], field.type
+        if value is None and (isinstance(accepts, _Nullable) or getattr(accepts, "nullable", False)):
+            values[field.name] = None
+            continue
+        if isinstance(accepts, _Nullable) or dataclasses.is_dataclass(accepts):
+            values[field.name] = _section(path + (key,), getattr(accepts, "section", accepts), value)
+            continue
+        try:
+            values[field.name] = accepts.convert(value)
+        except (ValueError, TypeError) as error:
+            error_class = ValueError if value is None else type(error)
+            raise error_class(f"{'.'.join(path + (key,))} must be {accepts.describe()}; got {value!r}") from None
+    return cls(**values)
 
 
+def _field(default, **metadata):
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# --- The sections -------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SimulateSection:
+    """Simulated stacks (keras_rmz.simulate.simulate_stack); stack i uses seed + i."""
+
+    sample: Choice(SAMPLES) = "beads"
+    count: COUNT = 8
+    shape: Ints(3, "three integers >= 1 [Z, Y, X]") | None = None
+    z_step_um: POSITIVE | None = None
+    pixel_um: POSITIVE = 0.1
+    density_per_um3: NON_NEGATIVE | None = None
+    seed: Int() = 0
+    noise_free_targets: BOOL = False
+    cache: BOOL = True
+
+
+@dataclasses.dataclass
+class ModelSection:
+    class_name: Choice(MODEL_CLASSES) = _field("RecurrentMZ", key="class")
+    config: MAPPING = _field({})
+    init_preset: TEXT | None = None
+
+
+@dataclasses.dataclass
+class DiscriminatorSection:
+    config: MAPPING = _field({})
+
+
+@dataclasses.dataclass
+class DataSection:
+    folder: PATH | None = None
+    simulate: _Nullable(SimulateSection) = None
+    targets: Choice(("inputs", "confocal")) = "inputs"
+    z_step_um: POSITIVE | None = None
+    pixel_um: POSITIVE | None = None
+    num_inputs: COUNT = 3
+    input_spacing_um: POSITIVE | None = None
+    spacing: Choice(volume_dataset.SPACINGS) = "uniform"
+    spacing_jitter_um: NON_NEGATIVE = 0.0
+    output_margin_um: NON_NEGATIVE | None = None
+    patch_size: Ints(2, "an integer >= 1 or [height, width]", scalar=True) = 256
+    batch_size: COUNT = 4
+    order: Choice(volume_dataset.ORDERS) = "sorted"
+    augment: BOOL = True
+    min_signal: Float() | None = None
+    # "auto": "inputs" for noise-free targets of the same modality, else "own".
+    target_normalization: Choice(("auto", *volume_dataset.TARGET_NORMALIZATIONS)) = "auto"
+    normalization_source: Choice(volume_dataset.NORMALIZATION_SOURCES) = "stack"
+    seed: Int() = 0
+
+
+@dataclasses.dataclass
+class ValidationSection:
+    folder: PATH | None = None
+    # Keys not written follow data.simulate; the seed data.simulate.seed + VALIDATION_SEED_OFFSET.
+    simulate: _Nullable(SimulateSection) = None
+    steps: COUNT = 4
+    batch_size: COUNT | None = None  # None: data.batch_size
+    seed: Int() = 1
+    monitor: Choice(("val_psnr", "val_ssim", "val_loss")) = "val_psnr"
+
+
+@dataclasses.dataclass
+class TrainingSection:
+    steps: COUNT | None = None
+    epochs: COUNT | None = None
+    steps_per_epoch: COUNT | None = None  # None: min(steps, 500)
+    checkpoint_every: COUNT = 50
+    seed: Int() = 0
+    preset_weights: Choice(("best", "last")) = "best"
+
+
+@dataclasses.dataclass
+class OptimizerSection:
+    learning_rate: POSITIVE = 1e-5
+    discriminator_learning_rate: POSITIVE | None = None  # None: learning_rate
+    schedule: Choice(("constant", "cosine")) = "constant"
+    warmup_steps: Int() = 0
+    min_learning_rate: NON_NEGATIVE = 0.0
+
+
+@dataclasses.dataclass
+class LossSection:
+    berhu_weight: NON_NEGATIVE = 3.0
+    ms_ssim_weight: NON_NEGATIVE = 1.0
+    adversarial_weight: NON_NEGATIVE = 0.5
+    berhu_c: POSITIVE = 0.1
+    berhu_adaptive: BOOL = False
+
+
+@dataclasses.dataclass
+class PresetSection:
+    description: TEXT | None = None
+    license: TEXT = "apache-2.0"
+    metadata: MAPPING = _field({})
+
+
+@dataclasses.dataclass
 class TrainingConfig:
-    """A checked training config: one dict per section, every key present.
+    """A checked training config: one dataclass per section.
 
-    Made by `load_training_config` or `training_config_from_dict`; attributes
-    ``output`` (str), ``model``, ``discriminator``, ``data``, ``validation``
-    (dict or None), ``training``, ``optimizer``, ``loss``, ``preset`` (dicts)
-    and ``source`` (the file it was read from, or None).
+    Made by `load_training_config` or `training_config_from_dict`. ``source``
+    is the file it was read from (or None); ``validation`` is None for a run
+    without validation.
     """
 
-    SECTIONS = tuple(SCHEMA)
+    output: PATH | None = None  # None: runs/<config file stem>
+    model: ModelSection = _field(None)
+    discriminator: DiscriminatorSection = _field(None)
+    data: DataSection = _field(None)
+    validation: _Nullable(ValidationSection) = None
+    training: TrainingSection = _field(None)
+    optimizer: OptimizerSection = _field(None)
+    loss: LossSection = _field(None)
+    preset: PresetSection = _field(None)
+    source: str | None = dataclasses.field(default=None, compare=False, metadata={"key": None})
 
-    def __init__(self, sections, source=None):
-        for name in self.SECTIONS:
-            setattr(self, name, sections[name])
-        self.source = None if source is None else str(source)
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) is None and dataclasses.is_dataclass(field.type):
+                setattr(self, field.name, field.type())
 
     @property
     def adversarial(self):
         """True when the generator is trained against a discriminator."""
-        return self.loss["adversarial_weight"] > 0
+        return self.loss.adversarial_weight > 0
 
     @property
     def steps_per_epoch(self):
-        return self.training["steps_per_epoch"]
+        return self.training.steps_per_epoch
 
     @property
     def total_steps(self):
         """Training steps of the whole run."""
-        if self.training["steps"] is not None:
-            return self.training["steps"]
-        return self.training["epochs"] * self.training["steps_per_epoch"]
+        if self.training.steps is not None:
+            return self.training.steps
+        return self.training.epochs * self.training.steps_per_epoch
 
     @property
     def num_epochs(self):
@@ -371,16 +350,20 @@ class TrainingConfig:
     @property
     def target_normalization(self):
         """"own" or "inputs": data.target_normalization with "auto" resolved."""
-        value = self.data["target_normalization"]
-        if value != "auto":
-            return value
-        simulate = self.data["simulate"]
-        noise_free = simulate is not None and simulate["noise_free_targets"]
-        return "inputs" if noise_free and self.data["targets"] == "inputs" else "own"
+        if self.data.target_normalization != "auto":
+            return self.data.target_normalization
+        noise_free = self.data.simulate is not None and self.data.simulate.noise_free_targets
+        return "inputs" if noise_free and self.data.targets == "inputs" else "own"
 
     def to_dict(self):
-        """Every key of every section (JSON-able)."""
-        return {name: copy.deepcopy(getattr(self, name)) for name in self.SECTIONS}
+        """Every key of every section, as the config file writes them (JSON-able)."""
+
+        def convert(section):
+            return {_key(f): (convert(v) if dataclasses.is_dataclass(v := getattr(section, f.name)) else
+                              copy.deepcopy(v))
+                    for f in dataclasses.fields(section) if _key(f) is not None}
+
+        return convert(self)
 
     def dumps(self):
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -399,153 +382,137 @@ class TrainingConfig:
         walk(self.to_dict(), other.to_dict() if isinstance(other, TrainingConfig) else other, ())
         return found
 
-    def __repr__(self):
-        return f"TrainingConfig(source={self.source!r}, output={self.output!r}, total_steps={self.total_steps})"
+
+# --- Rules that involve several keys -------------------------------------------
 
 
-def _check_cross(config, validation_simulate_keys=()):
-    """Rules that involve several keys; fills the defaults that depend on
-    other keys. ``validation_simulate_keys``: the validation.simulate keys
-    the file wrote (the others follow data.simulate)."""
-    model, data, validation, training, optimizer = (
-        config.model, config.data, config.validation, config.training, config.optimizer)
-
-    if (data["folder"] is None) == (data["simulate"] is None):
+def _check_data(data):
+    if (data.folder is None) == (data.simulate is None):
         raise ValueError(
             "data needs exactly one source: data.folder (a folder of OME-TIFF stacks) or data.simulate "
             f"(simulated stacks, e.g. {{sample: beads, count: 8}}); got "
-            + ("both" if data["folder"] is not None else "neither")
+            + ("both" if data.folder is not None else "neither")
         )
-    if data["num_inputs"] > 1 and data["input_spacing_um"] is None:
+    if data.num_inputs > 1 and data.input_spacing_um is None:
         raise ValueError(
             f"data.input_spacing_um (Δz in µm between input planes) is required when data.num_inputs > 1; "
-            f"got num_inputs = {data['num_inputs']} and no input_spacing_um"
+            f"got num_inputs = {data.num_inputs} and no input_spacing_um"
         )
-    if data["num_inputs"] == 1 and data["input_spacing_um"] is None and data["output_margin_um"] is None:
+    if data.num_inputs == 1 and data.input_spacing_um is None and data.output_margin_um is None:
         raise ValueError(
             "data.num_inputs = 1 needs data.output_margin_um (µm): the axial range around the input plane that "
             "output planes are drawn from (e.g. 1.5 for Deep-Z on beads)"
         )
-    if data["spacing_jitter_um"] > 0 and data["input_spacing_um"] is not None and data["num_inputs"] > 1 and (
-            data["spacing_jitter_um"] >= data["input_spacing_um"] / 2):
-        raise ValueError(
-            f"data.spacing_jitter_um must be < data.input_spacing_um / 2 = {data['input_spacing_um'] / 2:g} µm "
-            f"so that the inputs keep their order; got {data['spacing_jitter_um']:g}"
-        )
-    if data["spacing_jitter_um"] > 0 and data["spacing"] != "uniform":
+    if data.spacing_jitter_um > 0 and data.spacing != "uniform":
         raise ValueError("data.spacing_jitter_um applies to data.spacing: uniform only (random already draws "
                          "non-uniform planes); set it to 0 or use spacing: uniform")
+    if data.spacing_jitter_um > 0 and data.num_inputs > 1 and data.spacing_jitter_um >= data.input_spacing_um / 2:
+        raise ValueError(
+            f"data.spacing_jitter_um must be < data.input_spacing_um / 2 = {data.input_spacing_um / 2:g} µm "
+            f"so that the inputs keep their order; got {data.spacing_jitter_um:g}"
+        )
 
-    if model["init_preset"] is not None and model["config"]:
+
+def _check_model(config):
+    model, data = config.model, config.data
+    if model.init_preset is not None and model.config:
         raise ValueError(
             "model.config must be empty when model.init_preset is given: the architecture comes from the preset "
-            f"(got model.config keys {sorted(model['config'])})"
+            f"(got model.config keys {sorted(model.config)})"
         )
-    if model["class"] == "DeepZ" and data["num_inputs"] != 1:
-        raise ValueError(f"model.class DeepZ takes one input image: set data.num_inputs to 1; got "
-                         f"{data['num_inputs']}")
-    if model["class"] == "UNet3D":
-        given = model["config"].get("num_inputs")
-        if given is not None and given != data["num_inputs"]:
+    if model.class_name == "DeepZ" and data.num_inputs != 1:
+        raise ValueError(f"model.class DeepZ takes one input image: set data.num_inputs to 1; got {data.num_inputs}")
+    given = model.config.get("num_inputs")
+    if model.class_name == "UNet3D" and given is not None and given != data.num_inputs:
+        raise ValueError(
+            f"model.config.num_inputs ({given!r}) must equal data.num_inputs ({data.num_inputs}): UNet3D "
+            "takes a fixed number of input images"
+        )
+    blocks = config.discriminator.config.get("num_blocks", 5)
+    if config.adversarial and _is_int(blocks) and blocks >= 1:
+        patch = data.patch_size
+        if (min(patch) if isinstance(patch, list) else patch) < 2**blocks:
             raise ValueError(
-                f"model.config.num_inputs ({given!r}) must equal data.num_inputs ({data['num_inputs']}): UNet3D "
-                "takes a fixed number of input images"
+                f"data.patch_size {patch} is smaller than the discriminator accepts ({2**blocks} pixels = "
+                f"2**num_blocks, num_blocks = {blocks}); use a larger patch, fewer "
+                "discriminator.config.num_blocks, or loss.adversarial_weight: 0"
             )
 
-    if config.adversarial:
-        blocks = config.discriminator["config"].get("num_blocks", 5)
-        if _is_int(blocks) and blocks >= 1:
-            patch = data["patch_size"]
-            smallest = min(patch) if isinstance(patch, list) else patch
-            if smallest < 2**blocks:
-                raise ValueError(
-                    f"data.patch_size {patch} is smaller than the discriminator accepts ({2**blocks} pixels = "
-                    f"2**num_blocks, num_blocks = {blocks}); use a larger patch, fewer "
-                    "discriminator.config.num_blocks, or loss.adversarial_weight: 0"
-                )
 
-    if (training["steps"] is None) == (training["epochs"] is None):
+def _check_schedule(config):
+    training, optimizer = config.training, config.optimizer
+    if (training.steps is None) == (training.epochs is None):
         raise ValueError(
             "training needs exactly one of steps (total training steps) or epochs (with steps_per_epoch); got "
-            + ("both" if training["steps"] is not None else "neither")
+            + ("both" if training.steps is not None else "neither")
         )
-    if training["steps_per_epoch"] is None:
-        if training["epochs"] is not None:
+    if training.steps_per_epoch is None:
+        if training.epochs is not None:
             raise ValueError("training.epochs needs training.steps_per_epoch (steps per epoch)")
-        training["steps_per_epoch"] = min(training["steps"], 500)
-    if optimizer["warmup_steps"] >= config.total_steps:
+        training.steps_per_epoch = min(training.steps, 500)
+    if optimizer.warmup_steps >= config.total_steps:
         raise ValueError(
-            f"optimizer.warmup_steps ({optimizer['warmup_steps']}) must be smaller than the run's "
+            f"optimizer.warmup_steps ({optimizer.warmup_steps}) must be smaller than the run's "
             f"{config.total_steps} training steps"
         )
-    if optimizer["min_learning_rate"] > optimizer["learning_rate"]:
+    if optimizer.min_learning_rate > optimizer.learning_rate:
         raise ValueError(
-            f"optimizer.min_learning_rate ({optimizer['min_learning_rate']:g}) must not exceed "
-            f"optimizer.learning_rate ({optimizer['learning_rate']:g})"
+            f"optimizer.min_learning_rate ({optimizer.min_learning_rate:g}) must not exceed "
+            f"optimizer.learning_rate ({optimizer.learning_rate:g})"
         )
-    if optimizer["discriminator_learning_rate"] is None:
-        optimizer["discriminator_learning_rate"] = optimizer["learning_rate"]
+    if optimizer.discriminator_learning_rate is None:
+        optimizer.discriminator_learning_rate = optimizer.learning_rate
 
-    if validation is not None:
-        if validation["folder"] is not None and validation["simulate"] is not None:
-            raise ValueError("validation takes one source: validation.folder or validation.simulate, not both")
-        if validation["folder"] is None and validation["simulate"] is None:
-            if data["simulate"] is None:
-                raise ValueError(
-                    "validation needs held-out stacks: validation.folder (other files than data.folder) or "
-                    "validation.simulate; or write 'validation: null' to train without validation"
-                )
-            validation["simulate"] = {"count": max(1, data["simulate"]["count"] // 8)}
-            validation_simulate_keys = {"count"}
-        if validation["folder"] is not None and data["folder"] is not None and (
-                pathlib.Path(validation["folder"]).resolve() == pathlib.Path(data["folder"]).resolve()):
+
+def _validation(mapping, data):
+    """The validation section: absent means the default validation, null none.
+    Keys of validation.simulate not written follow data.simulate."""
+    if "validation" in mapping and mapping["validation"] is None:
+        return None
+    raw = mapping.get("validation", {})
+    if isinstance(raw, dict) and raw.get("folder") is None:
+        given = raw.get("simulate")
+        if given is None and data.simulate is not None:
+            given = {"count": max(1, data.simulate.count // 8)}
+        if isinstance(given, dict):
+            inherited = dataclasses.asdict(data.simulate or SimulateSection())
+            inherited["seed"] += VALIDATION_SEED_OFFSET
+            raw = {**raw, "simulate": {**inherited, **given}}
+    validation = _section(("validation",), ValidationSection, raw)
+    if validation.folder is not None and validation.simulate is not None:
+        raise ValueError("validation takes one source: validation.folder or validation.simulate, not both")
+    if validation.folder is None and validation.simulate is None:
+        raise ValueError(
+            "validation needs held-out stacks: validation.folder (other files than data.folder) or "
+            "validation.simulate; or write 'validation: null' to train without validation"
+        )
+    if validation.folder is not None and data.folder is not None and (
+            pathlib.Path(validation.folder).resolve() == pathlib.Path(data.folder).resolve()):
+        raise ValueError(
+            f"validation.folder is data.folder ({data.folder}): validation needs held-out stacks, "
+            "not the training stacks"
+        )
+    train, valid = data.simulate, validation.simulate
+    if train is not None and valid is not None and train.sample == valid.sample:
+        train_seeds = range(train.seed, train.seed + train.count)
+        valid_seeds = range(valid.seed, valid.seed + valid.count)
+        shared = sorted(set(train_seeds) & set(valid_seeds))
+        if shared:
             raise ValueError(
-                f"validation.folder is data.folder ({data['folder']}): validation needs held-out stacks, "
-                "not the training stacks"
+                f"validation.simulate seeds {valid_seeds.start}..{valid_seeds.stop - 1} overlap the training "
+                f"seeds {train_seeds.start}..{train_seeds.stop - 1} (shared: {shared[0]}...): validation needs "
+                f"other objects; e.g. validation.simulate.seed: {train_seeds.stop + VALIDATION_SEED_OFFSET}"
             )
-        if validation["simulate"] is not None:
-            validation["simulate"] = _inherit_simulate(validation["simulate"], validation_simulate_keys, data["simulate"])
-            _check_disjoint_seeds(data["simulate"], validation["simulate"])
-        if validation["batch_size"] is None:
-            validation["batch_size"] = data["batch_size"]
-
-
-def _inherit_simulate(given, written, base):
-    """validation.simulate: the keys written, the others from data.simulate
-    (the seed: data.simulate.seed + VALIDATION_SEED_OFFSET)."""
-    merged = {}
-    defaults = {key: field.default for key, field in _simulate_fields().items()}
-    for key in defaults:
-        if key in written:
-            merged[key] = given[key]
-        elif key == "seed":
-            merged[key] = (base["seed"] if base is not None else 0) + VALIDATION_SEED_OFFSET
-        elif base is not None:
-            merged[key] = copy.deepcopy(base[key])
-        else:
-            merged[key] = copy.deepcopy(defaults[key])
-    return merged
-
-
-def _check_disjoint_seeds(train, valid):
-    if train is None or train["sample"] != valid["sample"]:
-        return
-    train_seeds = range(train["seed"], train["seed"] + train["count"])
-    valid_seeds = range(valid["seed"], valid["seed"] + valid["count"])
-    shared = sorted(set(train_seeds) & set(valid_seeds))
-    if shared:
-        raise ValueError(
-            f"validation.simulate seeds {valid_seeds.start}..{valid_seeds.stop - 1} overlap the training seeds "
-            f"{train_seeds.start}..{train_seeds.stop - 1} (shared: {shared[0]}...): validation needs other "
-            f"objects; e.g. validation.simulate.seed: {train_seeds.stop + VALIDATION_SEED_OFFSET}"
-        )
+    if validation.batch_size is None:
+        validation.batch_size = data.batch_size
+    return validation
 
 
 def training_config_from_dict(mapping, source=None):
     """Checks a config mapping and returns a `TrainingConfig` with defaults.
 
     Args:
-        mapping: dict as read from YAML/JSON (sections as in ``SCHEMA``).
+        mapping: dict as read from YAML/JSON (sections as in docs/training.md).
         source: optional file name, for ``TrainingConfig.source`` and the
             default output folder (``runs/<file stem>``).
 
@@ -554,26 +521,24 @@ def training_config_from_dict(mapping, source=None):
             range, missing or conflicting keys.
         TypeError: a value of the wrong type.
     """
+    sections = [_key(f) for f in dataclasses.fields(TrainingConfig) if _key(f)]
     if not isinstance(mapping, dict):
-        raise TypeError(
-            "a training config is a mapping with sections " + ", ".join(SCHEMA) + f"; got {type(mapping).__name__}"
-        )
-    mapping = copy.deepcopy(mapping)
-    # Which validation.simulate keys were written (the others follow data.simulate).
-    given_validation_simulate = None
-    validation = mapping.get("validation")
-    if isinstance(validation, dict) and isinstance(validation.get("simulate"), dict):
-        given_validation_simulate = set(validation["simulate"])
-    sections = _check_section((), SCHEMA, mapping)
-    if "validation" not in mapping:
-        # Absent means "the default validation"; `validation: null` means none.
-        sections["validation"] = _check_section(("validation",), SCHEMA["validation"].fields, {})
-    if sections["output"] is None:
+        raise TypeError(f"a training config is a mapping with sections {', '.join(sections)}; "
+                        f"got {type(mapping).__name__}")
+    # The validation section depends on the data section: checked after it.
+    config = _section((), TrainingConfig, {k: v for k, v in mapping.items() if k != "validation"})
+    _check_data(config.data)
+    config.validation = _validation(mapping, config.data)
+    _check_model(config)
+    _check_schedule(config)
+    if config.output is None:
         stem = pathlib.Path(source).name.split(".")[0] if source else "training"
-        sections["output"] = str(pathlib.Path("runs") / stem)
-    config = TrainingConfig(sections, source=source)
-    _check_cross(config, given_validation_simulate or set())
+        config.output = str(pathlib.Path("runs") / stem)
+    config.source = None if source is None else str(source)
     return config
+
+
+# --- Files and --set overrides -------------------------------------------------
 
 
 def parse_override(text):
@@ -636,8 +601,7 @@ def read_config_file(path):
     if mapping is None:
         raise ValueError(f"{path} is empty; a training config needs at least data and training sections")
     if not isinstance(mapping, dict):
-        raise ValueError(f"{path} must hold a mapping of sections ({', '.join(SCHEMA)}); got a "
-                         f"{type(mapping).__name__}")
+        raise ValueError(f"{path} must hold a mapping of sections; got a {type(mapping).__name__}")
     return mapping
 
 
@@ -662,19 +626,3 @@ def load_training_config(path, overrides=None, output=None):
     if output is not None:
         mapping["output"] = os.fspath(output)
     return training_config_from_dict(mapping, source=str(path))
-
-
-def describe_schema(fields=None, prefix=""):
-    """Markdown table rows ``| key | default | accepts | meaning |`` of every key."""
-    fields = SCHEMA if fields is None else fields
-    rows = []
-    for key, field in fields.items():
-        name = prefix + key
-        if field.kind == "section":
-            rows.append(f"| `{name}` | — | section{' or null' if field.nullable else ''} | {field.doc.replace('|', chr(92) + '|')} |")
-            rows.extend(describe_schema(field.fields, name + "."))
-            continue
-        default = field.shown_default or f"`{json.dumps(field.default)}`"
-        doc = field.doc.replace("|", "\\|")
-        rows.append(f"| `{name}` | {default} | {field.accepted()} | {doc} |")
-    return rows

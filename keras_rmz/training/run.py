@@ -188,7 +188,7 @@ def _read_stacks(paths, data, what):
     stacks = []
     for path in paths:
         try:
-            stacks.append(read_stack_with_defaults(path, z_step_um=data["z_step_um"], pixel_um=data["pixel_um"]))
+            stacks.append(read_stack_with_defaults(path, z_step_um=data.z_step_um, pixel_um=data.pixel_um))
         except ValueError as error:
             message = str(error)
             if "does not record" in message:
@@ -201,18 +201,18 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
     """``simulate_stack`` of one object, read from ``cache_dir`` when it was
     simulated before with the same settings (and keras_rmz version)."""
     settings = {
-        "sample": spec["sample"],
+        "sample": spec.sample,
         "modality": modality,
-        "shape": spec["shape"],
-        "z_step_um": spec["z_step_um"],
-        "pixel_um": spec["pixel_um"],
-        "density_per_um3": spec["density_per_um3"],
+        "shape": spec.shape,
+        "z_step_um": spec.z_step_um,
+        "pixel_um": spec.pixel_um,
+        "density_per_um3": spec.density_per_um3,
         "noise": noise,
         "seed": seed,
         "keras_rmz": __version__,
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    name = f"{spec['sample']}_{seed:06d}_{modality}{'' if noise else '_noise_free'}_{digest}.ome.tif"
+    name = f"{spec.sample}_{seed:06d}_{modality}{'' if noise else '_noise_free'}_{digest}.ome.tif"
     path = None if cache_dir is None else cache_dir / name
     if path is not None and path.is_file():
         try:
@@ -220,12 +220,12 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
         except (ValueError, OSError):
             pass  # a damaged cache file is simulated again
     stack = simulate_stack(
-        spec["sample"],
+        spec.sample,
         modality,
-        shape=spec["shape"],
-        z_step_um=spec["z_step_um"],
-        pixel_um=spec["pixel_um"],
-        density_per_um3=spec["density_per_um3"],
+        shape=spec.shape,
+        z_step_um=spec.z_step_um,
+        pixel_um=spec.pixel_um,
+        density_per_um3=spec.density_per_um3,
         noise=noise,
         seed=seed,
     )
@@ -236,23 +236,23 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
 
 
 def _simulated_stacks(spec, targets, output, what, verbose):
-    cache_dir = output / SIMULATED_DIR if spec["cache"] else None
+    cache_dir = output / SIMULATED_DIR if spec.cache else None
     inputs, paired = [], []
-    seeds = range(spec["seed"], spec["seed"] + spec["count"])
+    seeds = range(spec.seed, spec.seed + spec.count)
     for seed in tqdm(seeds, desc=f"simulate {what}", unit="stack", disable=not verbose, file=sys.stderr):
         inputs.append(_simulate_cached(spec, "widefield", True, seed, cache_dir))
         if targets == "confocal":
-            paired.append(_simulate_cached(spec, "confocal", not spec["noise_free_targets"], seed, cache_dir))
-        elif spec["noise_free_targets"]:
+            paired.append(_simulate_cached(spec, "confocal", not spec.noise_free_targets, seed, cache_dir))
+        elif spec.noise_free_targets:
             paired.append(_simulate_cached(spec, "widefield", False, seed, cache_dir))
     return inputs, (paired or None)
 
 
 def _load_source(section, data, output, what, verbose):
     """Input and target stacks of ``section`` (data or validation)."""
-    if section["simulate"] is not None:
-        return _simulated_stacks(section["simulate"], data["targets"], output, what, verbose)
-    input_paths, target_paths = find_stack_files(section["folder"], data["targets"], f"{what}.folder")
+    if section.simulate is not None:
+        return _simulated_stacks(section.simulate, data.targets, output, what, verbose)
+    input_paths, target_paths = find_stack_files(section.folder, data.targets, f"{what}.folder")
     stacks = _read_stacks(input_paths, data, what)
     targets = None if target_paths is None else _read_stacks(target_paths, data, what)
     return stacks, targets
@@ -264,21 +264,21 @@ def _volume_dataset(config, stacks, targets, *, validation, what):
         return VolumeDataset(
             stacks,
             targets,
-            num_inputs=data["num_inputs"],
-            input_spacing_um=data["input_spacing_um"],
-            spacing=data["spacing"],
-            spacing_jitter_um=data["spacing_jitter_um"],
-            output_margin_um=data["output_margin_um"],
-            patch_size=data["patch_size"],
-            batch_size=config.validation["batch_size"] if validation else data["batch_size"],
-            order=data["order"],
-            augment=data["augment"] and not validation,
-            min_signal=data["min_signal"],
-            steps_per_epoch=config.validation["steps"] if validation else config.steps_per_epoch,
+            num_inputs=data.num_inputs,
+            input_spacing_um=data.input_spacing_um,
+            spacing=data.spacing,
+            spacing_jitter_um=data.spacing_jitter_um,
+            output_margin_um=data.output_margin_um,
+            patch_size=data.patch_size,
+            batch_size=config.validation.batch_size if validation else data.batch_size,
+            order=data.order,
+            augment=data.augment and not validation,
+            min_signal=data.min_signal,
+            steps_per_epoch=config.validation.steps if validation else config.steps_per_epoch,
             resample_each_epoch=not validation,
             target_normalization=config.target_normalization,
-            normalization_source=data["normalization_source"],
-            seed=config.validation["seed"] if validation else data["seed"],
+            normalization_source=data.normalization_source,
+            seed=config.validation.seed if validation else data.seed,
         )
     except (ValueError, TypeError) as error:
         raise ValueError(f"{what}: {error}") from None
@@ -316,13 +316,13 @@ def _construct(cls, kwargs, what):
 
 def build_models(config):
     """``(generator, discriminator or None)`` as the config describes them."""
-    name = config.model["class"]
-    if config.model["init_preset"] is not None:
+    name = config.model.class_name
+    if config.model.init_preset is not None:
 
-        generator = load_preset(config.model["init_preset"])
+        generator = load_preset(config.model.init_preset)
         if type(generator).__name__ != name:
             raise ValueError(
-                f"model.init_preset {config.model['init_preset']!r} holds a {type(generator).__name__}, but "
+                f"model.init_preset {config.model.init_preset!r} holds a {type(generator).__name__}, but "
                 f"model.class is {name}; set model.class: {type(generator).__name__}"
             )
     else:
@@ -334,18 +334,18 @@ def build_models(config):
             raise ValueError(
                 f"model.class {name} is not available in this keras_rmz; available: {', '.join(available)}"
             )
-        kwargs = dict(config.model["config"])
+        kwargs = dict(config.model.config)
         if name == "UNet3D":
-            kwargs.setdefault("num_inputs", config.data["num_inputs"])
+            kwargs.setdefault("num_inputs", config.data.num_inputs)
         generator = _construct(cls, kwargs, "model.config")
     if hasattr(generator, "check_num_inputs"):
         try:
-            generator.check_num_inputs(config.data["num_inputs"])
+            generator.check_num_inputs(config.data.num_inputs)
         except ValueError as error:
             raise ValueError(f"data.num_inputs: {error}") from None
     discriminator = None
     if config.adversarial:
-        discriminator = _construct(Discriminator, dict(config.discriminator["config"]), "discriminator.config")
+        discriminator = _construct(Discriminator, dict(config.discriminator.config), "discriminator.config")
     return generator, discriminator
 
 
@@ -354,11 +354,11 @@ def learning_rate(config, rate):
     ``optimizer.warmup_steps``, then constant or cosine decay to
     ``optimizer.min_learning_rate`` at the last step."""
     optimizer = config.optimizer
-    warmup = optimizer["warmup_steps"]
-    if optimizer["schedule"] == "constant" and warmup == 0:
+    warmup = optimizer.warmup_steps
+    if optimizer.schedule == "constant" and warmup == 0:
         return rate
     # alpha = 1 keeps CosineDecay constant after the warm-up.
-    alpha = 1.0 if optimizer["schedule"] == "constant" else optimizer["min_learning_rate"] / rate
+    alpha = 1.0 if optimizer.schedule == "constant" else optimizer.min_learning_rate / rate
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else rate,
         decay_steps=max(1, config.total_steps - warmup),
@@ -373,12 +373,12 @@ def compile_model(config, generator, discriminator):
     or the generator itself, compiled with the config's loss and Adam."""
     loss_section = config.loss
     loss = RecurrentMZLoss(
-        berhu_weight=loss_section["berhu_weight"],
-        ms_ssim_weight=loss_section["ms_ssim_weight"],
-        c=loss_section["berhu_c"],
-        adaptive=loss_section["berhu_adaptive"],
+        berhu_weight=loss_section.berhu_weight,
+        ms_ssim_weight=loss_section.ms_ssim_weight,
+        c=loss_section.berhu_c,
+        adaptive=loss_section.berhu_adaptive,
     )
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, config.optimizer["learning_rate"]))
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, config.optimizer.learning_rate))
     if discriminator is None:
         generator.compile(optimizer=optimizer, loss=loss, metrics=[PSNR(), SSIM()])
         return generator
@@ -386,10 +386,10 @@ def compile_model(config, generator, discriminator):
     trainer.compile(
         generator_optimizer=optimizer,
         discriminator_optimizer=keras.optimizers.Adam(
-            learning_rate=learning_rate(config, config.optimizer["discriminator_learning_rate"])
+            learning_rate=learning_rate(config, config.optimizer.discriminator_learning_rate)
         ),
         loss=loss,
-        adversarial_weight=loss_section["adversarial_weight"],
+        adversarial_weight=loss_section.adversarial_weight,
     )
     return trainer
 
@@ -605,7 +605,7 @@ def fine_tuned_from(config, generator):
     """What a run with ``model.init_preset`` started from: the handle, and
     the description, training record and sha256 of that preset's metadata
     (None for a run from scratch)."""
-    handle = config.model["init_preset"]
+    handle = config.model.init_preset
     if handle is None:
         return None
     base = getattr(generator, "_keras_rmz_preset_metadata", None) or {}
@@ -620,35 +620,35 @@ def preset_metadata(config, stacks, run_info, best, base=None):
     data = config.data
     first = stacks[0]
     meta = first.metadata or {}
-    simulate = data["simulate"]
-    sample = simulate["sample"] if simulate is not None else meta.get("sample")
+    simulate = data.simulate
+    sample = simulate.sample if simulate is not None else meta.get("sample")
     input_modality = meta.get("modality", "widefield")
-    target_modality = "confocal" if data["targets"] == "confocal" else input_modality
-    if simulate is not None and simulate["noise_free_targets"]:
+    target_modality = "confocal" if data.targets == "confocal" else input_modality
+    if simulate is not None and simulate.noise_free_targets:
         target_modality += " (noise-free)"
     modality = f"{input_modality} -> {target_modality}"
-    spacing = data["input_spacing_um"] or 0.0
-    margin = data["output_margin_um"] if data["output_margin_um"] is not None else spacing / 2
-    reach = (data["num_inputs"] - 1) * spacing + margin
+    spacing = data.input_spacing_um or 0.0
+    margin = data.output_margin_um if data.output_margin_um is not None else spacing / 2
+    reach = (data.num_inputs - 1) * spacing + margin
     optics = meta.get("optics")
     if isinstance(optics, dict) and meta.get("wavelength_um") is not None:
         optics = {**optics, "wavelength_um": meta["wavelength_um"]}
     sessions = run_info["sessions"]
     sample_words = SAMPLE_WORDS.get(sample, sample) if sample else None
-    description = config.preset["description"] or (
-        f"{config.model['class']} ({modality}) trained on "
-        + (f"simulated {sample_words}" if simulate is not None else f"the stacks of {data['folder']}")
-        + f", M = {data['num_inputs']}"
-        + (f", Δz = {data['input_spacing_um']:g} µm" if data["input_spacing_um"] else "")
+    description = config.preset.description or (
+        f"{config.model.class_name} ({modality}) trained on "
+        + (f"simulated {sample_words}" if simulate is not None else f"the stacks of {data.folder}")
+        + f", M = {data.num_inputs}"
+        + (f", Δz = {data.input_spacing_um:g} µm" if data.input_spacing_um else "")
     )
     if simulate is not None:
         source = {
-            "simulated": {k: simulate[k] for k in ("sample", "count", "shape", "z_step_um", "pixel_um",
+            "simulated": {k: getattr(simulate, k) for k in ("sample", "count", "shape", "z_step_um", "pixel_um",
                                                      "density_per_um3", "seed", "noise_free_targets")},
             "simulator": meta.get("simulator"),
         }
     else:
-        source = {"folder": str(data["folder"]), "stacks": len(stacks)}
+        source = {"folder": str(data.folder), "stacks": len(stacks)}
     best_row = best.get("row", {})
     training = {
         "command": sessions[0]["command"] if sessions else None,
@@ -676,8 +676,8 @@ def preset_metadata(config, stacks, run_info, best, base=None):
         "optics": optics,
         "pixel_um": float(first.pixel_um),
         "z_step_um": None if first.z_step_um is None else float(first.z_step_um),
-        "num_inputs": data["num_inputs"],
-        "input_spacing_um": data["input_spacing_um"],
+        "num_inputs": data.num_inputs,
+        "input_spacing_um": data.input_spacing_um,
         "output_range_um": [-reach, reach],
         "normalization": {
             "method": "paper",
@@ -695,9 +695,9 @@ def preset_metadata(config, stacks, run_info, best, base=None):
             if best_row
             else None
         ),
-        "license": config.preset["license"],
+        "license": config.preset.license,
     }
-    metadata.update(copy.deepcopy(config.preset["metadata"]))
+    metadata.update(copy.deepcopy(config.preset.metadata))
     return metadata
 
 
@@ -748,7 +748,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
 
     # Model first (cheap), then data (may simulate for minutes): errors in
     # either come before anything in the run folder changes.
-    keras.utils.set_random_seed(config.training["seed"])
+    keras.utils.set_random_seed(config.training.seed)
     generator, discriminator = build_models(config)
     train_data, validation_data, stacks = build_datasets(config, output, verbose)
     model = compile_model(config, generator, discriminator)
@@ -783,9 +783,9 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     _write_json_atomic(output / RUN_FILE, run_info)
 
     control = RunControl(config, train_data, validation_data, deadline=deadline, max_steps=max_steps)
-    monitor = config.validation["monitor"] if config.validation is not None else None
+    monitor = config.validation.monitor if config.validation is not None else None
     checkpoint = RunCheckpoint(
-        output, control, save_freq=config.training["checkpoint_every"], monitor=monitor, restore=resume
+        output, control, save_freq=config.training.checkpoint_every, monitor=monitor, restore=resume
     )
     csv_logger = RunCSVLogger(str(output / LOG_FILE), control)
     callbacks = [control, checkpoint, csv_logger]
@@ -838,7 +838,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
 
     best = {"which": "last"}
     best_info = output / TrainingCheckpoint.BEST_INFO_NAME
-    if config.training["preset_weights"] == "best" and checkpoint.best_path.is_file() and best_info.is_file():
+    if config.training.preset_weights == "best" and checkpoint.best_path.is_file() and best_info.is_file():
         info = json.loads(best_info.read_text(encoding="utf-8"))
         generator.load_weights(str(checkpoint.best_path))
         row = _best_row(output, info.get("epoch"))

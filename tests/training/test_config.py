@@ -1,5 +1,6 @@
 """The training config of ``keras-rmz train``: defaults, checks and one-line errors."""
 
+import dataclasses
 import json
 import pathlib
 
@@ -8,9 +9,8 @@ import yaml
 
 from keras_rmz.training import config as config_lib
 from keras_rmz.training.config import (
-    SCHEMA,
+    TrainingConfig,
     apply_overrides,
-    describe_schema,
     load_training_config,
     parse_override,
     training_config_from_dict,
@@ -40,12 +40,12 @@ def error_of(mapping, error=(ValueError, TypeError)):
 
 def test_minimal_config_gets_the_papers_defaults():
     config = training_config_from_dict(minimal(), source="configs/beads.yaml")
-    assert config.model == {"class": "RecurrentMZ", "config": {}, "init_preset": None}
+    assert config.to_dict()["model"] == {"class": "RecurrentMZ", "config": {}, "init_preset": None}
     # Paper Methods: Adam 1e-5 for both networks; 3 BerHu + 1 (1 - MS-SSIM) + 0.5 adversarial, c = 0.1.
-    assert config.optimizer["learning_rate"] == 1e-5
-    assert config.optimizer["discriminator_learning_rate"] == 1e-5
-    assert config.optimizer["schedule"] == "constant"
-    assert config.loss == {
+    assert config.optimizer.learning_rate == 1e-5
+    assert config.optimizer.discriminator_learning_rate == 1e-5
+    assert config.optimizer.schedule == "constant"
+    assert config.to_dict()["loss"] == {
         "berhu_weight": 3.0,
         "ms_ssim_weight": 1.0,
         "adversarial_weight": 0.5,
@@ -53,16 +53,16 @@ def test_minimal_config_gets_the_papers_defaults():
         "berhu_adaptive": False,
     }
     assert config.adversarial is True
-    assert config.data["order"] == "sorted" and config.data["patch_size"] == 256
+    assert config.data.order == "sorted" and config.data.patch_size == 256
     assert config.total_steps == 10 and config.steps_per_epoch == 10 and config.num_epochs == 1
     assert config.output == "runs/beads"
     # Validation by default: held-out simulated stacks, other seeds, same settings.
     validation = config.validation
-    assert validation["simulate"]["seed"] == 0 + config_lib.VALIDATION_SEED_OFFSET
-    assert validation["simulate"]["count"] == 1  # count // 8, at least 1
-    assert validation["simulate"]["sample"] == "beads"
-    assert validation["batch_size"] == config.data["batch_size"]
-    assert validation["monitor"] == "val_psnr"
+    assert validation.simulate.seed == 0 + config_lib.VALIDATION_SEED_OFFSET
+    assert validation.simulate.count == 1  # count // 8, at least 1
+    assert validation.simulate.sample == "beads"
+    assert validation.batch_size == config.data.batch_size
+    assert validation.monitor == "val_psnr"
     # Everything is JSON (it goes into run.json and the preset's metadata).
     assert json.loads(config.dumps()) == config.to_dict()
 
@@ -83,9 +83,9 @@ def test_validation_simulate_inherits_from_data_and_null_disables_it():
         "input_spacing_um": 2.0,
     }
     config = training_config_from_dict(minimal(data=data, validation={"simulate": {"count": 2}, "steps": 3}))
-    simulate = config.validation["simulate"]
-    assert simulate["count"] == 2 and simulate["seed"] == 5 + config_lib.VALIDATION_SEED_OFFSET
-    assert simulate["shape"] == [31, 64, 64] and simulate["sample"] == "nuclei" and simulate["z_step_um"] == 0.2
+    simulate = config.validation.simulate
+    assert simulate.count == 2 and simulate.seed == 5 + config_lib.VALIDATION_SEED_OFFSET
+    assert simulate.shape == [31, 64, 64] and simulate.sample == "nuclei" and simulate.z_step_um == 0.2
     assert training_config_from_dict(minimal(validation=None)).validation is None
 
 
@@ -103,10 +103,10 @@ def test_target_normalization_auto():
 
 
 def test_normalization_source_defaults_to_the_stack_and_accepts_inputs():
-    assert training_config_from_dict(minimal()).data["normalization_source"] == "stack"
+    assert training_config_from_dict(minimal()).data.normalization_source == "stack"
     inputs = minimal()
     inputs["data"]["normalization_source"] = "inputs"
-    assert training_config_from_dict(inputs).data["normalization_source"] == "inputs"
+    assert training_config_from_dict(inputs).data.normalization_source == "inputs"
     wrong = minimal()
     wrong["data"]["normalization_source"] = "planes"
     message = error_of(wrong)
@@ -119,7 +119,7 @@ def test_yaml_float_without_dot_is_read_as_a_number():
     text += "optimizer: {learning_rate: 1e-4}\n"
     mapping = yaml.safe_load(text)
     assert mapping["optimizer"]["learning_rate"] == "1e-4"
-    assert training_config_from_dict(mapping).optimizer["learning_rate"] == 1e-4
+    assert training_config_from_dict(mapping).optimizer.learning_rate == 1e-4
 
 
 # --- Files and overrides ------------------------------------------------------
@@ -144,9 +144,9 @@ def test_overrides_and_output_replace_keys(tmp_path):
         output=tmp_path / "elsewhere",
     )
     assert config.total_steps == 100
-    assert config.data["patch_size"] == [64, 32]
+    assert config.data.patch_size == [64, 32]
     assert config.adversarial is False
-    assert config.optimizer["schedule"] == "cosine"
+    assert config.optimizer.schedule == "cosine"
     assert config.output == str(tmp_path / "elsewhere")
 
 
@@ -189,7 +189,7 @@ def test_missing_file_and_wrong_suffix(tmp_path):
 def test_unknown_top_level_key_lists_the_sections():
     message = error_of(minimal(trainig={"steps": 3}))
     assert "unknown key 'trainig' at the top level" in message
-    for section in SCHEMA:
+    for section in ("output", "model", "discriminator", "data", "validation", "training", "optimizer", "loss"):
         assert section in message
 
 
@@ -291,23 +291,46 @@ def test_patch_smaller_than_the_discriminator_accepts():
     message = error_of(mapping)  # the paper's discriminator: 5 stride-2 blocks need 32 pixels
     assert "smaller than the discriminator accepts (32 pixels" in message
     mapping["discriminator"] = {"config": {"num_blocks": 2}}
-    assert training_config_from_dict(mapping).data["patch_size"] == 16
+    assert training_config_from_dict(mapping).data.patch_size == 16
     mapping = minimal(loss={"adversarial_weight": 0})
     mapping["data"]["patch_size"] = 16
     assert training_config_from_dict(mapping).adversarial is False
 
 
-def test_describe_schema_lists_every_key():
-    rows = "\n".join(describe_schema())
+def _leaf_keys(section, prefix=""):
+    """(dotted key, field annotation, default) of every key of a section dataclass."""
+    for field in dataclasses.fields(section):
+        key = config_lib._key(field)
+        if key is None:
+            continue
+        annotation = field.type
+        nested = getattr(annotation, "section", annotation)
+        if dataclasses.is_dataclass(nested):
+            yield prefix + key, "section", None
+            yield from _leaf_keys(nested, prefix + key + ".")
+        else:
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            yield prefix + key, annotation, default
 
-    def keys(fields, prefix=""):
-        for name, field in fields.items():
-            yield prefix + name
-            if field.fields:
-                yield from keys(field.fields, prefix + name + ".")
 
-    for key in keys(SCHEMA):
-        assert f"| `{key}` |" in rows
+def test_the_docs_table_lists_every_key_with_its_default_and_what_it_accepts():
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[cells[0].strip("`")] = cells
+    keys = list(_leaf_keys(TrainingConfig))
+    assert sorted(rows) == sorted(key for key, _, _ in keys)
+    for key, annotation, default in keys:
+        _, shown_default, accepts, meaning = rows[key]
+        assert meaning, key
+        if annotation == "section":
+            continue
+        assert accepts == annotation.describe(), key
+        # A default that depends on other keys is written in words.
+        if shown_default.startswith("`"):
+            assert json.loads(shown_default.strip("`")) == default, key
 
 
 def test_differences_names_changed_keys():
@@ -326,7 +349,7 @@ def test_example_configs_are_valid(path):
     config = load_training_config(path)
     assert config.output == f"runs/{path.stem}"
     assert config.total_steps >= config.steps_per_epoch
-    assert config.validation is not None and config.preset["description"]
+    assert config.validation is not None and config.preset.description
 
 
 def test_the_presets_we_train_have_example_configs():
@@ -339,4 +362,4 @@ def test_the_presets_we_train_have_example_configs():
         "unet3d_beads",
     }
     plus = load_training_config(EXAMPLES_DIR / "configs" / "recurrent_mz_plus_nuclei_m3.yaml")
-    assert plus.data["targets"] == "confocal" and plus.target_normalization == "own"
+    assert plus.data.targets == "confocal" and plus.target_normalization == "own"
