@@ -160,71 +160,18 @@ class VolumeDataset(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_inputs = _check_int("num_inputs", num_inputs, minimum=1)
-        self.spacing = _check_choice("spacing", spacing, SPACINGS)
-        self.order = _check_choice("order", order, ORDERS)
-        self.batch_size = _check_int("batch_size", batch_size, minimum=1)
-        self.patch_size = _check_patch_size(patch_size)
+        checked = self.check_arguments(
+            num_inputs=num_inputs, input_spacing_um=input_spacing_um, spacing=spacing,
+            spacing_jitter_um=spacing_jitter_um, output_margin_um=output_margin_um, patch_size=patch_size,
+            batch_size=batch_size, order=order, min_signal=min_signal, signal_percentile=signal_percentile,
+            max_signal_retries=max_signal_retries, target_normalization=target_normalization,
+            normalization_source=normalization_source,
+        )
+        for name, value in checked.items():
+            setattr(self, name, value)
         self.augment = bool(augment)
-        if target_normalization not in TARGET_NORMALIZATIONS:
-            raise ValueError(
-                "target_normalization must be 'own' (each target stack normalized by its own "
-                "statistics, as the paper does for confocal targets) or 'inputs' (targets in the "
-                f"units of their input stack); got {target_normalization!r}."
-            )
-        self.target_normalization = target_normalization
-        if normalization_source not in NORMALIZATION_SOURCES:
-            raise ValueError(
-                "normalization_source must be 'stack' (statistics of the whole input stack, as "
-                "the paper does) or 'inputs' (statistics of the M drawn input planes only, as "
-                f"reconstruct() computes them at inference); got {normalization_source!r}."
-            )
-        self.normalization_source = normalization_source
-        self._planes_normalization_cache = {}
         self.resample_each_epoch = bool(resample_each_epoch)
-
-        if input_spacing_um is not None:
-            input_spacing_um = _check_float("input_spacing_um", input_spacing_um, positive=True)
-        elif self.num_inputs > 1:
-            raise ValueError(
-                f"input_spacing_um (Δz in µm between input planes) is required when "
-                f"num_inputs > 1; got num_inputs={self.num_inputs} and input_spacing_um=None."
-            )
-        self.input_spacing_um = input_spacing_um
-
-        self.spacing_jitter_um = _check_float("spacing_jitter_um", spacing_jitter_um, minimum=0.0)
-        if self.spacing_jitter_um > 0:
-            if self.spacing != "uniform":
-                raise ValueError(
-                    "spacing_jitter_um applies to spacing='uniform' only (spacing='random' "
-                    f"already draws non-uniform planes); got spacing_jitter_um="
-                    f"{self.spacing_jitter_um} with spacing={self.spacing!r}."
-                )
-            if self.num_inputs > 1 and self.spacing_jitter_um >= self.input_spacing_um / 2:
-                raise ValueError(
-                    "spacing_jitter_um must be smaller than input_spacing_um / 2 so that the "
-                    f"inputs keep their order; got spacing_jitter_um={self.spacing_jitter_um} "
-                    f"with input_spacing_um={self.input_spacing_um}."
-                )
-
-        if output_margin_um is None:
-            if input_spacing_um is None:
-                raise ValueError(
-                    "num_inputs=1 without input_spacing_um needs output_margin_um: the axial "
-                    "range (µm) around the input plane that output planes are drawn from."
-                )
-            output_margin_um = input_spacing_um / 2
-        self.output_margin_um = _check_float("output_margin_um", output_margin_um, minimum=0.0)
-
-        if min_signal is not None:
-            min_signal = _check_float("min_signal", min_signal)
-        self.min_signal = min_signal
-        self.signal_percentile = _check_float("signal_percentile", signal_percentile, minimum=0.0)
-        if self.signal_percentile > 100:
-            raise ValueError(
-                f"signal_percentile must be in [0, 100]; got {self.signal_percentile}."
-            )
-        self.max_signal_retries = _check_int("max_signal_retries", max_signal_retries, minimum=0)
+        self._planes_normalization_cache = {}
 
         if seed is None:
             # Drawn once here, so every worker (and every later request) sees
@@ -258,6 +205,77 @@ class VolumeDataset(keras.utils.PyDataset):
             self.target_normalizations = [compute_normalization(s) for s in self.targets]
 
         self.epoch = 0
+
+    @staticmethod
+    def check_arguments(num_inputs=3, input_spacing_um=None, spacing="uniform", spacing_jitter_um=0.0,
+                        output_margin_um=None, patch_size=256, batch_size=4, order="sorted", min_signal=None,
+                        signal_percentile=99.9, max_signal_retries=20, target_normalization="own",
+                        normalization_source="stack"):
+        """The constructor's sampling arguments, checked without reading any
+        stack (``keras-rmz train`` checks its config with it before any
+        work), as the attribute values: ``patch_size`` as ``(height,
+        width)``, ``output_margin_um`` resolved.
+
+        Raises:
+            ValueError / TypeError: naming the argument and what it accepts.
+        """
+        num_inputs = _check_int("num_inputs", num_inputs, minimum=1)
+        spacing = _check_choice("spacing", spacing, SPACINGS)
+        if target_normalization not in TARGET_NORMALIZATIONS:
+            raise ValueError(
+                "target_normalization must be 'own' (each target stack normalized by its own "
+                "statistics, as the paper does for confocal targets) or 'inputs' (targets in the "
+                f"units of their input stack); got {target_normalization!r}."
+            )
+        if normalization_source not in NORMALIZATION_SOURCES:
+            raise ValueError(
+                "normalization_source must be 'stack' (statistics of the whole input stack, as "
+                "the paper does) or 'inputs' (statistics of the M drawn input planes only, as "
+                f"reconstruct() computes them at inference); got {normalization_source!r}."
+            )
+        if input_spacing_um is not None:
+            input_spacing_um = _check_float("input_spacing_um", input_spacing_um, positive=True)
+        elif num_inputs > 1:
+            raise ValueError(
+                f"input_spacing_um (Δz in µm between input planes) is required when "
+                f"num_inputs > 1; got num_inputs={num_inputs} and input_spacing_um=None."
+            )
+        spacing_jitter_um = _check_float("spacing_jitter_um", spacing_jitter_um, minimum=0.0)
+        if spacing_jitter_um > 0 and spacing != "uniform":
+            raise ValueError(
+                "spacing_jitter_um applies to spacing='uniform' only (spacing='random' already draws "
+                f"non-uniform planes); got spacing_jitter_um={spacing_jitter_um} with spacing={spacing!r}."
+            )
+        if spacing_jitter_um > 0 and num_inputs > 1 and spacing_jitter_um >= input_spacing_um / 2:
+            raise ValueError(
+                "spacing_jitter_um must be smaller than input_spacing_um / 2 so that the inputs keep "
+                f"their order; got spacing_jitter_um={spacing_jitter_um} with input_spacing_um={input_spacing_um}."
+            )
+        if output_margin_um is None:
+            if input_spacing_um is None:
+                raise ValueError(
+                    "num_inputs=1 without input_spacing_um needs output_margin_um: the axial "
+                    "range (µm) around the input plane that output planes are drawn from."
+                )
+            output_margin_um = input_spacing_um / 2
+        signal_percentile = _check_float("signal_percentile", signal_percentile, minimum=0.0)
+        if signal_percentile > 100:
+            raise ValueError(f"signal_percentile must be in [0, 100]; got {signal_percentile}.")
+        return {
+            "num_inputs": num_inputs,
+            "spacing": spacing,
+            "order": _check_choice("order", order, ORDERS),
+            "batch_size": _check_int("batch_size", batch_size, minimum=1),
+            "patch_size": _check_patch_size(patch_size),
+            "target_normalization": target_normalization,
+            "normalization_source": normalization_source,
+            "input_spacing_um": input_spacing_um,
+            "spacing_jitter_um": spacing_jitter_um,
+            "output_margin_um": _check_float("output_margin_um", output_margin_um, minimum=0.0),
+            "min_signal": None if min_signal is None else _check_float("min_signal", min_signal),
+            "signal_percentile": signal_percentile,
+            "max_signal_retries": _check_int("max_signal_retries", max_signal_retries, minimum=0),
+        }
 
     # === PyDataset ===
 

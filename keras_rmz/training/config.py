@@ -38,6 +38,7 @@ import numbers
 import os
 import pathlib
 import typing
+from typing import Annotated
 
 import numpy as np
 
@@ -61,20 +62,9 @@ def _is_int(value):
 
 
 class _Accepts:
-    """A field annotation: ``words`` for the error message, ``convert(value)``
-    returns the value or raises ValueError/TypeError (the message is added by
-    the caller). ``| None`` makes it nullable."""
-
-    nullable = False
-
-    def __or__(self, other):
-        assert other is None
-        result = copy.copy(self)
-        result.nullable = True
-        return result
-
-    def describe(self):
-        return self.words + (" or null" if self.nullable else "")
+    """What a field accepts (the metadata of its ``Annotated`` type):
+    ``words`` for the error message; ``convert(value)`` returns the value or
+    raises ValueError/TypeError (the caller writes the message)."""
 
 
 class Int(_Accepts):
@@ -151,11 +141,20 @@ POSITIVE = Float(positive=True)
 NON_NEGATIVE = Float(minimum=0.0)
 
 
-class _Nullable:
-    """A section that may be null (``data.simulate``, ``validation``)."""
+def _kind(field):
+    """``(section dataclass or None, _Accepts or None, nullable)`` of a field."""
+    hint, accepts = field.type, None
+    if typing.get_origin(hint) is Annotated:
+        hint, accepts = typing.get_args(hint)[:2]
+    options = typing.get_args(hint) or (hint,)
+    section = next((option for option in options if dataclasses.is_dataclass(option)), None)
+    return section, accepts, type(None) in options
 
-    def __init__(self, section):
-        self.section = section
+
+def describe(field):
+    """What a (non-section) field accepts, in words."""
+    _, accepts, nullable = _kind(field)
+    return accepts.words + (" or null" if nullable else "")
 
 
 def _key(field):
@@ -181,25 +180,18 @@ def _section(path, cls, mapping):
     for key, field in fields.items():
         if key not in mapping:
             continue
-        value, accepts = mapping[key], field.type
-        if value is None and (isinstance(accepts, _Nullable) or getattr(accepts, "nullable", False)):
+        value, (section, accepts, nullable) = mapping[key], _kind(field)
+        if value is None and nullable:
             values[field.name] = None
-            continue
-        if isinstance(accepts, _Nullable) or dataclasses.is_dataclass(accepts):
-            values[field.name] = _section(path + (key,), getattr(accepts, "section", accepts), value)
-            continue
-        try:
-            values[field.name] = accepts.convert(value)
-        except (ValueError, TypeError) as error:
-            error_class = ValueError if value is None else type(error)
-            raise error_class(f"{'.'.join(path + (key,))} must be {accepts.describe()}; got {value!r}") from None
+        elif section is not None:
+            values[field.name] = _section(path + (key,), section, value)
+        else:
+            try:
+                values[field.name] = accepts.convert(value)
+            except (ValueError, TypeError) as error:
+                error_class = ValueError if value is None else type(error)
+                raise error_class(f"{'.'.join(path + (key,))} must be {describe(field)}; got {value!r}") from None
     return cls(**values)
-
-
-def _field(default, **metadata):
-    if isinstance(default, (dict, list)):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
 
 
 # --- The sections -------------------------------------------------------------
@@ -209,96 +201,96 @@ def _field(default, **metadata):
 class SimulateSection:
     """Simulated stacks (keras_rmz.simulate.simulate_stack); stack i uses seed + i."""
 
-    sample: Choice(SAMPLES) = "beads"
-    count: COUNT = 8
-    shape: Ints(3, "three integers >= 1 [Z, Y, X]") | None = None
-    z_step_um: POSITIVE | None = None
-    pixel_um: POSITIVE = 0.1
-    density_per_um3: NON_NEGATIVE | None = None
-    seed: Int() = 0
-    noise_free_targets: BOOL = False
-    cache: BOOL = True
+    sample: Annotated[str, Choice(SAMPLES)] = "beads"
+    count: Annotated[int, COUNT] = 8
+    shape: Annotated[list | None, Ints(3, "three integers >= 1 [Z, Y, X]")] = None
+    z_step_um: Annotated[float | None, POSITIVE] = None
+    pixel_um: Annotated[float, POSITIVE] = 0.1
+    density_per_um3: Annotated[float | None, NON_NEGATIVE] = None
+    seed: Annotated[int, Int()] = 0
+    noise_free_targets: Annotated[bool, BOOL] = False
+    cache: Annotated[bool, BOOL] = True
 
 
 @dataclasses.dataclass
 class ModelSection:
-    class_name: Choice(MODEL_CLASSES) = _field("RecurrentMZ", key="class")
-    config: MAPPING = _field({})
-    init_preset: TEXT | None = None
+    class_name: Annotated[str, Choice(MODEL_CLASSES)] = dataclasses.field(default="RecurrentMZ", metadata={"key": "class"})
+    config: Annotated[dict, MAPPING] = dataclasses.field(default_factory=dict)
+    init_preset: Annotated[str | None, TEXT] = None
 
 
 @dataclasses.dataclass
 class DiscriminatorSection:
-    config: MAPPING = _field({})
+    config: Annotated[dict, MAPPING] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class DataSection:
-    folder: PATH | None = None
-    simulate: _Nullable(SimulateSection) = None
-    targets: Choice(("inputs", "confocal")) = "inputs"
-    z_step_um: POSITIVE | None = None
-    pixel_um: POSITIVE | None = None
-    num_inputs: COUNT = 3
-    input_spacing_um: POSITIVE | None = None
-    spacing: Choice(volume_dataset.SPACINGS) = "uniform"
-    spacing_jitter_um: NON_NEGATIVE = 0.0
-    output_margin_um: NON_NEGATIVE | None = None
-    patch_size: Ints(2, "an integer >= 1 or [height, width]", scalar=True) = 256
-    batch_size: COUNT = 4
-    order: Choice(volume_dataset.ORDERS) = "sorted"
-    augment: BOOL = True
-    min_signal: Float() | None = None
+    folder: Annotated[str | None, PATH] = None
+    simulate: SimulateSection | None = None
+    targets: Annotated[str, Choice(("inputs", "confocal"))] = "inputs"
+    z_step_um: Annotated[float | None, POSITIVE] = None
+    pixel_um: Annotated[float | None, POSITIVE] = None
+    num_inputs: Annotated[int, COUNT] = 3
+    input_spacing_um: Annotated[float | None, POSITIVE] = None
+    spacing: Annotated[str, Choice(volume_dataset.SPACINGS)] = "uniform"
+    spacing_jitter_um: Annotated[float, NON_NEGATIVE] = 0.0
+    output_margin_um: Annotated[float | None, NON_NEGATIVE] = None
+    patch_size: Annotated[int | list, Ints(2, "an integer >= 1 or [height, width]", scalar=True)] = 256
+    batch_size: Annotated[int, COUNT] = 4
+    order: Annotated[str, Choice(volume_dataset.ORDERS)] = "sorted"
+    augment: Annotated[bool, BOOL] = True
+    min_signal: Annotated[float | None, Float()] = None
     # "auto": "inputs" for noise-free targets of the same modality, else "own".
-    target_normalization: Choice(("auto", *volume_dataset.TARGET_NORMALIZATIONS)) = "auto"
-    normalization_source: Choice(volume_dataset.NORMALIZATION_SOURCES) = "stack"
-    seed: Int() = 0
+    target_normalization: Annotated[str, Choice(("auto", *volume_dataset.TARGET_NORMALIZATIONS))] = "auto"
+    normalization_source: Annotated[str, Choice(volume_dataset.NORMALIZATION_SOURCES)] = "stack"
+    seed: Annotated[int, Int()] = 0
 
 
 @dataclasses.dataclass
 class ValidationSection:
-    folder: PATH | None = None
+    folder: Annotated[str | None, PATH] = None
     # Keys not written follow data.simulate; the seed data.simulate.seed + VALIDATION_SEED_OFFSET.
-    simulate: _Nullable(SimulateSection) = None
-    steps: COUNT = 4
-    batch_size: COUNT | None = None  # None: data.batch_size
-    seed: Int() = 1
-    monitor: Choice(("val_psnr", "val_ssim", "val_loss")) = "val_psnr"
+    simulate: SimulateSection | None = None
+    steps: Annotated[int, COUNT] = 4
+    batch_size: Annotated[int | None, COUNT] = None  # None: data.batch_size
+    seed: Annotated[int, Int()] = 1
+    monitor: Annotated[str, Choice(("val_psnr", "val_ssim", "val_loss"))] = "val_psnr"
 
 
 @dataclasses.dataclass
 class TrainingSection:
-    steps: COUNT | None = None
-    epochs: COUNT | None = None
-    steps_per_epoch: COUNT | None = None  # None: min(steps, 500)
-    checkpoint_every: COUNT = 50
-    seed: Int() = 0
-    preset_weights: Choice(("best", "last")) = "best"
+    steps: Annotated[int | None, COUNT] = None
+    epochs: Annotated[int | None, COUNT] = None
+    steps_per_epoch: Annotated[int | None, COUNT] = None  # None: min(steps, 500)
+    checkpoint_every: Annotated[int, COUNT] = 50
+    seed: Annotated[int, Int()] = 0
+    preset_weights: Annotated[str, Choice(("best", "last"))] = "best"
 
 
 @dataclasses.dataclass
 class OptimizerSection:
-    learning_rate: POSITIVE = 1e-5
-    discriminator_learning_rate: POSITIVE | None = None  # None: learning_rate
-    schedule: Choice(("constant", "cosine")) = "constant"
-    warmup_steps: Int() = 0
-    min_learning_rate: NON_NEGATIVE = 0.0
+    learning_rate: Annotated[float, POSITIVE] = 1e-5
+    discriminator_learning_rate: Annotated[float | None, POSITIVE] = None  # None: learning_rate
+    schedule: Annotated[str, Choice(("constant", "cosine"))] = "constant"
+    warmup_steps: Annotated[int, Int()] = 0
+    min_learning_rate: Annotated[float, NON_NEGATIVE] = 0.0
 
 
 @dataclasses.dataclass
 class LossSection:
-    berhu_weight: NON_NEGATIVE = 3.0
-    ms_ssim_weight: NON_NEGATIVE = 1.0
-    adversarial_weight: NON_NEGATIVE = 0.5
-    berhu_c: POSITIVE = 0.1
-    berhu_adaptive: BOOL = False
+    berhu_weight: Annotated[float, NON_NEGATIVE] = 3.0
+    ms_ssim_weight: Annotated[float, NON_NEGATIVE] = 1.0
+    adversarial_weight: Annotated[float, NON_NEGATIVE] = 0.5
+    berhu_c: Annotated[float, POSITIVE] = 0.1
+    berhu_adaptive: Annotated[bool, BOOL] = False
 
 
 @dataclasses.dataclass
 class PresetSection:
-    description: TEXT | None = None
-    license: TEXT = "apache-2.0"
-    metadata: MAPPING = _field({})
+    description: Annotated[str | None, TEXT] = None
+    license: Annotated[str, TEXT] = "apache-2.0"
+    metadata: Annotated[dict, MAPPING] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -310,21 +302,16 @@ class TrainingConfig:
     without validation.
     """
 
-    output: PATH | None = None  # None: runs/<config file stem>
-    model: ModelSection = _field(None)
-    discriminator: DiscriminatorSection = _field(None)
-    data: DataSection = _field(None)
-    validation: _Nullable(ValidationSection) = None
-    training: TrainingSection = _field(None)
-    optimizer: OptimizerSection = _field(None)
-    loss: LossSection = _field(None)
-    preset: PresetSection = _field(None)
+    output: Annotated[str | None, PATH] = None  # None: runs/<config file stem>
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    discriminator: DiscriminatorSection = dataclasses.field(default_factory=DiscriminatorSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    validation: ValidationSection | None = None
+    training: TrainingSection = dataclasses.field(default_factory=TrainingSection)
+    optimizer: OptimizerSection = dataclasses.field(default_factory=OptimizerSection)
+    loss: LossSection = dataclasses.field(default_factory=LossSection)
+    preset: PresetSection = dataclasses.field(default_factory=PresetSection)
     source: str | None = dataclasses.field(default=None, compare=False, metadata={"key": None})
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            if getattr(self, field.name) is None and dataclasses.is_dataclass(field.type):
-                setattr(self, field.name, field.type())
 
     @property
     def adversarial(self):
@@ -393,24 +380,13 @@ def _check_data(data):
             f"(simulated stacks, e.g. {{sample: beads, count: 8}}); got "
             + ("both" if data.folder is not None else "neither")
         )
-    if data.num_inputs > 1 and data.input_spacing_um is None:
-        raise ValueError(
-            f"data.input_spacing_um (Δz in µm between input planes) is required when data.num_inputs > 1; "
-            f"got num_inputs = {data.num_inputs} and no input_spacing_um"
-        )
-    if data.num_inputs == 1 and data.input_spacing_um is None and data.output_margin_um is None:
-        raise ValueError(
-            "data.num_inputs = 1 needs data.output_margin_um (µm): the axial range around the input plane that "
-            "output planes are drawn from (e.g. 1.5 for Deep-Z on beads)"
-        )
-    if data.spacing_jitter_um > 0 and data.spacing != "uniform":
-        raise ValueError("data.spacing_jitter_um applies to data.spacing: uniform only (random already draws "
-                         "non-uniform planes); set it to 0 or use spacing: uniform")
-    if data.spacing_jitter_um > 0 and data.num_inputs > 1 and data.spacing_jitter_um >= data.input_spacing_um / 2:
-        raise ValueError(
-            f"data.spacing_jitter_um must be < data.input_spacing_um / 2 = {data.input_spacing_um / 2:g} µm "
-            f"so that the inputs keep their order; got {data.spacing_jitter_um:g}"
-        )
+    # The rules between the sampling keys are VolumeDataset's own.
+    arguments = ("num_inputs", "input_spacing_um", "spacing", "spacing_jitter_um", "output_margin_um",
+                 "patch_size", "batch_size", "order", "min_signal", "normalization_source")
+    try:
+        volume_dataset.VolumeDataset.check_arguments(**{name: getattr(data, name) for name in arguments})
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"data.{error}") from None
 
 
 def _check_model(config):

@@ -248,11 +248,16 @@ def test_nested_simulate_values_are_checked():
         (minimal(training={"epochs": 2}), ["training.epochs needs training.steps_per_epoch"]),
         (
             {"data": {"simulate": {"count": 2}, "num_inputs": 3}, "training": {"steps": 3}},
-            ["data.input_spacing_um", "required when data.num_inputs > 1"],
+            ["data.input_spacing_um", "required when num_inputs > 1"],
         ),
         (
             {"data": {"simulate": {"count": 2}, "num_inputs": 1}, "training": {"steps": 3}},
-            ["data.output_margin_um"],
+            ["data.num_inputs=1 without input_spacing_um needs output_margin_um"],
+        ),
+        (
+            minimal(data={"simulate": {"count": 4}, "num_inputs": 3, "input_spacing_um": 3.0,
+                          "spacing_jitter_um": 1.5}),
+            ["data.spacing_jitter_um must be smaller than input_spacing_um / 2"],
         ),
         (minimal(model={"class": "DeepZ"}), ["DeepZ takes one input image", "data.num_inputs"]),
         (minimal(model={"class": "UNet3D", "config": {"num_inputs": 2}}), ["must equal data.num_inputs (3)"]),
@@ -298,19 +303,18 @@ def test_patch_smaller_than_the_discriminator_accepts():
 
 
 def _leaf_keys(section, prefix=""):
-    """(dotted key, field annotation, default) of every key of a section dataclass."""
+    """(dotted key, field or None for a section, default) of every key of a section dataclass."""
     for field in dataclasses.fields(section):
         key = config_lib._key(field)
         if key is None:
             continue
-        annotation = field.type
-        nested = getattr(annotation, "section", annotation)
-        if dataclasses.is_dataclass(nested):
-            yield prefix + key, "section", None
+        nested = config_lib._kind(field)[0]
+        if nested is not None:
+            yield prefix + key, None, None
             yield from _leaf_keys(nested, prefix + key + ".")
         else:
             default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-            yield prefix + key, annotation, default
+            yield prefix + key, field, default
 
 
 def test_the_docs_table_lists_every_key_with_its_default_and_what_it_accepts():
@@ -322,12 +326,12 @@ def test_the_docs_table_lists_every_key_with_its_default_and_what_it_accepts():
             rows[cells[0].strip("`")] = cells
     keys = list(_leaf_keys(TrainingConfig))
     assert sorted(rows) == sorted(key for key, _, _ in keys)
-    for key, annotation, default in keys:
+    for key, field, default in keys:
         _, shown_default, accepts, meaning = rows[key]
         assert meaning, key
-        if annotation == "section":
+        if field is None:
             continue
-        assert accepts == annotation.describe(), key
+        assert accepts == config_lib.describe(field), key
         # A default that depends on other keys is written in words.
         if shown_default.startswith("`"):
             assert json.loads(shown_default.strip("`")) == default, key
