@@ -524,65 +524,21 @@ class ConvGRU2D(keras.layers.RNN):
             return output_shape, state_shape
         return output_shape
 
-    @property
-    def filters(self):
-        return self.cell.filters
-
-    @property
-    def kernel_size(self):
-        return self.cell.kernel_size
-
-    @property
-    def gate(self):
-        return self.cell.gate
-
-    @property
-    def padding(self):
-        return self.cell.padding
-
-    @property
-    def activation(self):
-        return self.cell.activation
-
-    @property
-    def recurrent_activation(self):
-        return self.cell.recurrent_activation
-
-    @property
-    def use_bias(self):
-        return self.cell.use_bias
-
-    @property
-    def kernel_initializer(self):
-        return self.cell.kernel_initializer
-
-    @property
-    def recurrent_initializer(self):
-        return self.cell.recurrent_initializer
-
-    @property
-    def bias_initializer(self):
-        return self.cell.bias_initializer
-
     def get_config(self):
         config = super().get_config()
         del config["cell"]
         cell_config = self.cell.get_config()
-        for key in (
-            "filters",
-            "kernel_size",
-            "gate",
-            "padding",
-            "activation",
-            "recurrent_activation",
-            "use_bias",
-            "kernel_initializer",
-            "recurrent_initializer",
-            "bias_initializer",
-        ):
-            config[key] = cell_config[key]
+        config.update({key: cell_config[key] for key in _CELL_ARGUMENTS})
         return config
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+# The cell's constructor arguments, read through the layer (``layer.filters``).
+_CELL_ARGUMENTS = ("filters", "kernel_size", "gate", "padding", "activation", "recurrent_activation", "use_bias",
+                   "kernel_initializer", "recurrent_initializer", "bias_initializer")
+for _name in _CELL_ARGUMENTS:
+    setattr(ConvGRU2D, _name, property(lambda self, name=_name: getattr(self.cell, name)))
+del _name

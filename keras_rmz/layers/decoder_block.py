@@ -2,15 +2,14 @@
 
 import keras
 
-from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import get_activation
 from keras_rmz.layers.conv_gru import serialize_activation
-from keras_rmz.layers.fused import conv_batch_norm
+from keras_rmz.layers.fused import ConvPairMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
-class DecoderBlock(keras.layers.Layer):
+class DecoderBlock(ConvPairMixin, keras.layers.Layer):
     """Up-sample, concatenate the skip, then two convolutions with BN and ReLU.
 
     Called on `[y_prev, skip]` with `y_prev` `(N, H, W, C1)` and `skip`
@@ -67,29 +66,7 @@ class DecoderBlock(keras.layers.Layer):
         self.concat = keras.layers.Concatenate(
             axis=-1, dtype=self.dtype_policy, name="concat"
         )
-        self.conv_1 = layout.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            dtype=self.dtype_policy,
-            name="conv_1",
-        )
-        self.conv_2 = layout.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            dtype=self.dtype_policy,
-            name="conv_2",
-        )
-        if self.use_batch_norm:
-            self.bn_1 = keras.layers.BatchNormalization(
-                dtype=self.dtype_policy, name="bn_1"
-            )
-            self.bn_2 = keras.layers.BatchNormalization(
-                dtype=self.dtype_policy, name="bn_2"
-            )
-        else:
-            self.bn_1 = self.bn_2 = None
+        self._make_conv_pair(filters, filters, kernel_size)
 
     def _split_shapes(self, input_shape):
         """(y_prev shape, skip shape) after checking them."""
@@ -134,13 +111,7 @@ class DecoderBlock(keras.layers.Layer):
         prev_shape, skip_shape = self._split_shapes(input_shape)
         self._input_channels = (prev_shape[-1], skip_shape[-1])
         shape = skip_shape[:3] + (prev_shape[-1] + skip_shape[-1],)
-        self.conv_1.build(shape)
-        shape = self.conv_1.compute_output_shape(shape)
-        if self.use_batch_norm:
-            self.bn_1.build(shape)
-        self.conv_2.build(shape)
-        if self.use_batch_norm:
-            self.bn_2.build(shape)
+        self._build_conv_pair(shape)
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (list, tuple)):
@@ -158,11 +129,7 @@ class DecoderBlock(keras.layers.Layer):
                 f"{prev_shape} and {skip_shape}"
             )
         y_prev, skip = inputs
-        x = self.concat([self.upsample(y_prev), skip])
-        # In inference each batch norm is folded into its convolution.
-        x = self.activation(conv_batch_norm(self.conv_1, self.bn_1, x, training))
-        x = conv_batch_norm(self.conv_2, self.bn_2, x, training)
-        return self.activation(x)
+        return self._conv_pair(self.concat([self.upsample(y_prev), skip]), training)
 
     def compute_output_shape(self, input_shape):
         _, skip_shape = self._split_shapes(input_shape)

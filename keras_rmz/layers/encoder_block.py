@@ -6,11 +6,11 @@ from keras_rmz.layers import layout
 from keras_rmz.layers.conv_gru import check_positive_int
 from keras_rmz.layers.conv_gru import get_activation
 from keras_rmz.layers.conv_gru import serialize_activation
-from keras_rmz.layers.fused import conv_batch_norm
+from keras_rmz.layers.fused import ConvPairMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
-class EncoderBlock(keras.layers.Layer):
+class EncoderBlock(ConvPairMixin, keras.layers.Layer):
     """Pool, then two 3×3 convolutions, each with batch norm and ReLU.
 
     `(N, H, W, C)` → `(N, H/2, W/2, filters)` (or `(N, H, W, filters)` with
@@ -82,29 +82,7 @@ class EncoderBlock(keras.layers.Layer):
             if self.pool
             else None
         )
-        self.conv_1 = layout.Conv2D(
-            mid_filters or filters // 2,
-            kernel_size,
-            padding="same",
-            dtype=self.dtype_policy,
-            name="conv_1",
-        )
-        self.conv_2 = layout.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            dtype=self.dtype_policy,
-            name="conv_2",
-        )
-        if self.use_batch_norm:
-            self.bn_1 = keras.layers.BatchNormalization(
-                dtype=self.dtype_policy, name="bn_1"
-            )
-            self.bn_2 = keras.layers.BatchNormalization(
-                dtype=self.dtype_policy, name="bn_2"
-            )
-        else:
-            self.bn_1 = self.bn_2 = None
+        self._make_conv_pair(mid_filters or filters // 2, filters, kernel_size)
 
     def _check_shape(self, shape):
         shape = tuple(shape)
@@ -126,22 +104,11 @@ class EncoderBlock(keras.layers.Layer):
         if self.pool:
             self.pool_layer.build(shape)
             shape = self.pool_layer.compute_output_shape(shape)
-        self.conv_1.build(shape)
-        shape = self.conv_1.compute_output_shape(shape)
-        if self.use_batch_norm:
-            self.bn_1.build(shape)
-        self.conv_2.build(shape)
-        shape = self.conv_2.compute_output_shape(shape)
-        if self.use_batch_norm:
-            self.bn_2.build(shape)
+        self._build_conv_pair(shape)
 
     def call(self, inputs, training=None):
         self._check_shape(inputs.shape)
-        x = self.pool_layer(inputs) if self.pool else inputs
-        # In inference each batch norm is folded into its convolution.
-        x = self.activation(conv_batch_norm(self.conv_1, self.bn_1, x, training))
-        x = conv_batch_norm(self.conv_2, self.bn_2, x, training)
-        return self.activation(x)
+        return self._conv_pair(self.pool_layer(inputs) if self.pool else inputs, training)
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_rmz.backend import layout as backend_layout
+from keras_rmz.layers import layout
 
 
 def _foldable(conv, bn):
@@ -81,3 +82,30 @@ def conv_batch_norm(conv, bn, inputs, training=None):
         dilation_rate=conv.dilation_rate,
     )
     return ops.cast(outputs + ops.cast(shift, dtype), bn.compute_dtype)
+
+
+class ConvPairMixin:
+    """The two ``Conv(3x3) -> BN -> activation`` steps of the paper's encoder
+    and decoder blocks (Eq. 1 and 3), as sublayers ``conv_1``, ``bn_1``,
+    ``conv_2``, ``bn_2`` (the names the presets' weights carry), with each
+    batch norm folded into its convolution in inference."""
+
+    def _make_conv_pair(self, mid_filters, filters, kernel_size):
+        policy = self.dtype_policy
+        self.conv_1 = layout.Conv2D(mid_filters, kernel_size, padding="same", dtype=policy, name="conv_1")
+        self.conv_2 = layout.Conv2D(filters, kernel_size, padding="same", dtype=policy, name="conv_2")
+        self.bn_1 = self.bn_2 = None
+        if self.use_batch_norm:
+            self.bn_1 = keras.layers.BatchNormalization(dtype=policy, name="bn_1")
+            self.bn_2 = keras.layers.BatchNormalization(dtype=policy, name="bn_2")
+
+    def _build_conv_pair(self, shape):
+        for conv, bn in ((self.conv_1, self.bn_1), (self.conv_2, self.bn_2)):
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            if bn is not None:
+                bn.build(shape)
+
+    def _conv_pair(self, x, training):
+        x = self.activation(conv_batch_norm(self.conv_1, self.bn_1, x, training))
+        return self.activation(conv_batch_norm(self.conv_2, self.bn_2, x, training))
