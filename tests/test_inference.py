@@ -5,7 +5,8 @@ from keras_rmz.data.normalization import compute_normalization
 import keras
 
 from keras_rmz.backend.device import auto_batch_size
-from keras_rmz.inference import adaptive_acquisition, blend_weights, reconstruct_volume, tile_starts
+from keras_rmz.evaluation import adaptive_acquisition
+from keras_rmz.inference import blend_weights, reconstruct_volume, tile_starts
 from keras_rmz.models import RecurrentMZ
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_rmz
-from keras_rmz import inference
+from keras_rmz import evaluation, inference
 from keras_rmz.io import Stack
 from keras_rmz.models import RecurrentMZ
 from keras_rmz.presets import load_preset, registry, save_preset
@@ -254,10 +254,10 @@ def test_out_of_distribution_warning_is_exported():
 
 def test_adaptive_acquisition_checks_once(preset):
     stack = Stack(_images(m=3), [2.0, 4.0, 6.0], 0.2)
-    record = _ood_warnings(lambda: inference.adaptive_acquisition(preset, stack, None, [4.0]))
+    record = _ood_warnings(lambda: evaluation.adaptive_acquisition(preset, stack, None, [4.0]))
     assert len(record) == 0  # checked with all N = 3 planes; the steps M = 1, 2 do not warn
     with pytest.raises(ValueError, match="pixel_um="):
-        inference.adaptive_acquisition(preset, stack.data, stack.z, [4.0])
+        evaluation.adaptive_acquisition(preset, stack.data, stack.z, [4.0])
 
 
 # ---------------------------------------------------------------------------
