@@ -452,6 +452,78 @@ def reconstruct_volume(
     return volume
 
 
+def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs", batch_size="auto", tile_size=None,
+                      extrapolate=False, verbose=True, record=None):
+    """The volume at ``output_z`` from planes ``input_planes`` of ``stack``,
+    as a ``Stack`` that says how it was made (what ``keras-rmz reconstruct``
+    writes): the stack's pixel size and metadata, plus ``keras_rmz_version``
+    and a ``reconstruction`` record (input planes and z, model,
+    normalization, tiling, resampling, ``extrapolate``, and ``record``).
+
+    Args:
+        model: a generator (a preset's is checked against its metadata, as
+            in ``reconstruct_volume``).
+        stack: a ``keras_rmz.io.Stack`` with its pixel size.
+        input_planes: plane indices of the inputs, in input order.
+        output_z: (K,) z (µm) of the planes to infer.
+        normalize: "inputs" (the model's normalization from the input
+            planes, as ``reconstruct`` does), "stack" (from every plane of the
+            stack, as the paper's training data were) or None (intensities
+            as they are).
+        batch_size, tile_size, extrapolate, verbose: as in
+            ``reconstruct_volume``.
+        record: more keys for the ``reconstruction`` record (e.g. the
+            source file and the preset handle).
+
+    Example:
+
+    ```python
+    volume = reconstruct_stack(model, read_stack("beads.ome.tif"), [30, 60, 90], np.arange(0, 10.01, 0.1))
+    write_stack("recon.ome.tif", volume)
+    ```
+    """
+    from keras_rmz import out_of_distribution as ood
+    from keras_rmz.io import Stack
+    from keras_rmz.version import __version__
+
+    if normalize not in ("inputs", "stack", None):
+        raise ValueError(f"normalize must be 'inputs', 'stack' or None; got {normalize!r}")
+    indices = [int(i) for i in input_planes]
+    images, input_z = stack.data[indices], stack.z[indices]
+    if not np.all(np.isfinite(images)):
+        raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
+    normalization = None
+    if normalize is not None:
+        source = stack.data if normalize == "stack" else images
+        if normalize == "stack" and not np.all(np.isfinite(source)):
+            raise ValueError("the stack holds NaN or inf values; normalizing from the whole stack needs finite "
+                             "intensities")
+        normalization = resolve_normalization(model, source, "auto")
+    volume = reconstruct_volume(
+        model, images, input_z, output_z, batch_size=batch_size, tile_size=tile_size, normalize=normalization,
+        verbose=verbose, pixel_um=stack.pixel_um, extrapolate=extrapolate,
+    )
+    preset_pixel = ood.preset_pixel_um(getattr(model, "preset_metadata", None))
+    metadata = {
+        **stack.metadata,
+        "keras_rmz_version": __version__,
+        "reconstruction": {
+            "input_planes": indices,
+            "input_z_um": [float(z) for z in input_z],
+            "model": type(model).__name__,
+            "normalization": None if normalization is None else normalization.to_dict(),
+            "normalization_from": normalize if normalization is not None else None,
+            "batch_size": batch_size,
+            "tile_size": tile_size,
+            "pixel_um": stack.pixel_um,
+            "resampled_to_pixel_um": preset_pixel if ood.needs_resampling(stack.pixel_um, preset_pixel) else None,
+            "extrapolate": bool(extrapolate),
+            **(record or {}),
+        },
+    }
+    return Stack(volume, np.asarray(output_z, dtype=np.float64), stack.pixel_um, metadata)
+
+
 def _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, overlap, verbose):
     height, width = images.shape[1:]
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)

@@ -191,6 +191,28 @@ def mip_side_views(
     return _finish(figure, path, dpi)
 
 
+def reconstruction_side_views(stack, volume, path=None, *, dpi=_DEFAULT_DPI):
+    """`mip_side_views` of a reconstructed ``volume`` (a ``Stack``, e.g. from
+    ``keras_rmz.inference.reconstruct_stack``) under those of the measured
+    ``stack`` when it has a plane at every output z (within half a z step).
+    The input planes of the volume's ``reconstruction`` record are marked by
+    dashed lines.
+
+    Returns:
+        the matplotlib ``Figure``.
+    """
+    from keras_rmz.io import nearest_planes
+
+    volumes = {}
+    if stack.z_step_um is not None:
+        matched, _ = nearest_planes(stack.z, volume.z, 0.5 * stack.z_step_um * (1 + 1e-9))
+        if np.all(matched >= 0) and len(np.unique(matched)) == matched.size:
+            volumes["measured stack"] = stack.data[matched]
+    volumes["reconstruction"] = volume.data
+    input_z = (volume.metadata or {}).get("reconstruction", {}).get("input_z_um")
+    return mip_side_views(volumes, volume.z, volume.pixel_um, path, input_z=input_z, dpi=dpi)
+
+
 def metric_vs_z(
     z_um,
     curves,

@@ -240,3 +240,32 @@ def test_jit_compile_setting_gives_the_same_volume_and_leaves_the_model_as_it_wa
     np.testing.assert_allclose(np.asarray(model.predict_on_batch(batch))[0, ..., 0], plain[0], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="jit_compile must be 'auto', True or False"):
         model.reconstruct(images, [0.0, 3.0], [1.0], jit_compile="xla")
+
+
+def test_reconstruct_stack_returns_a_stack_that_records_how_it_was_made():
+    from keras_rmz.inference import reconstruct_stack
+    from keras_rmz.io import Stack
+
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 100, (9, 24, 20)).astype(np.float32)
+    stack = Stack(data, np.arange(9) * 0.5, 0.1, {"note": "kept"})
+    result = reconstruct_stack(FirstInputModel(), stack, [6, 2], [1.0, 2.0], normalize=None, record={"preset": "p"})
+    assert isinstance(result, Stack) and result.pixel_um == 0.1
+    np.testing.assert_allclose(result.z, [1.0, 2.0])
+    # FirstInputModel returns its first input: plane 6, unnormalized.
+    np.testing.assert_allclose(result.data, np.stack([data[6], data[6]]), rtol=1e-6)
+    record = result.metadata["reconstruction"]
+    assert result.metadata["note"] == "kept" and "keras_rmz_version" in result.metadata
+    assert record["input_planes"] == [6, 2] and record["input_z_um"] == [3.0, 1.0]
+    assert record["normalization"] is None and record["preset"] == "p" and record["resampled_to_pixel_um"] is None
+    # "stack" normalizes with every plane's statistics, "inputs" with the input planes' only.
+    for normalize, source in (("stack", data), ("inputs", data[[6, 2]])):
+        record = reconstruct_stack(FirstInputModel(), stack, [6, 2], [1.0], normalize=normalize).metadata[
+            "reconstruction"]
+        assert record["normalization"] == compute_normalization(source).to_dict()
+        assert record["normalization_from"] == normalize
+    with pytest.raises(ValueError, match="normalize must be 'inputs', 'stack' or None"):
+        reconstruct_stack(FirstInputModel(), stack, [6, 2], [1.0], normalize="auto")
+    data[2, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"input planes \[6, 2\] hold NaN"):
+        reconstruct_stack(FirstInputModel(), Stack(data, stack.z, 0.1), [6, 2], [1.0])

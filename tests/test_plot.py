@@ -207,3 +207,19 @@ def test_save_replaces_existing_file_and_keeps_pyplot_untouched(tmp_path):
     plot.metric_vs_z([0.0, 1.0], {"a": [1.0, 2.0]}, path=path)
     _assert_png(str(path))
     assert plt.get_fignums() == before  # figures never registered with pyplot
+
+
+def test_reconstruction_side_views_show_the_measured_stack_when_it_has_the_output_planes(tmp_path):
+    from keras_rmz.io import Stack
+
+    stack = Stack(np.random.default_rng(0).random((11, 16, 12)).astype(np.float32), np.arange(11) * 0.5, 0.2)
+    record = {"reconstruction": {"input_z_um": [1.0, 4.0]}}
+    on_grid = Stack(stack.data[2:9], stack.z[2:9], 0.2, record)
+    figure = plot.reconstruction_side_views(stack, on_grid, tmp_path / "a.png")
+    assert (tmp_path / "a.png").is_file()
+    titles = " ".join(axis.get_title() for axis in figure.axes)
+    assert "measured stack" in titles and "reconstruction" in titles
+    # Output planes finer than the stack's (0.1 against 0.5 µm): only the reconstruction.
+    off_grid = Stack(stack.data[2:9], 2.0 + 0.1 * np.arange(7), 0.2, record)
+    titles = " ".join(axis.get_title() for axis in plot.reconstruction_side_views(stack, off_grid).axes)
+    assert "measured stack" not in titles and "reconstruction" in titles

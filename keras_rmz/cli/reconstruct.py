@@ -22,7 +22,6 @@ from keras_rmz.cli.arguments import parse_output_z, select_input_planes
 from keras_rmz.cli.arguments import positive_um as _positive_float
 from keras_rmz.cli.common import check_output_path, read_input_stack
 from keras_rmz.cli.main import one_line_errors
-from keras_rmz.io import nearest_planes
 
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
 
@@ -163,9 +162,8 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from keras_rmz.io import Stack, write_stack
+    from keras_rmz.io import write_stack
     from keras_rmz.presets import load_preset, read_preset_metadata
-    from keras_rmz.version import __version__
 
     # Everything that can be checked cheaply is checked before the model runs.
     output_path = check_output_path(args.output, _TIFF_SUFFIXES, "--output")
@@ -184,9 +182,8 @@ def run(args):
         pixel_option="--pixel-um (or --pixel-size)",
     )
     indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)
-    images = stack.data[indices]
     input_z = stack.z[indices]
-    if not np.all(np.isfinite(images)):
+    if not np.all(np.isfinite(stack.data[indices])):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
 
     # The preset's guards, from its metadata.json, before the model is loaded.
@@ -199,103 +196,43 @@ def run(args):
     except (ValueError, OSError):
         preset_metadata = None
     mismatches = ood.check_request(
-        preset_metadata,
-        input_z=input_z,
-        output_z=output_z,
-        pixel_um=stack.pixel_um,
-        stack_metadata=stack.metadata,
-        extrapolate=args.extrapolate,
-        options=ood.CLI_OPTIONS,
+        preset_metadata, input_z=input_z, output_z=output_z, pixel_um=stack.pixel_um,
+        stack_metadata=stack.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,
     )
     if mismatches:
         print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
-    preset_pixel = ood.preset_pixel_um(preset_metadata)
-    resampled = ood.needs_resampling(stack.pixel_um, preset_pixel)
 
     # Imported only now: a mistake in the arguments is reported before a
     # deep-learning backend is started.
     import warnings
 
-    from keras_rmz import inference
+    from keras_rmz.inference import reconstruct_stack
 
     model = load_preset(args.preset)
-    if args.no_normalize:
-        normalization = None
-    else:
-        source = stack.data if args.normalize_from_stack else images
-        if args.normalize_from_stack and not np.all(np.isfinite(source)):
-            raise ValueError("STACK holds NaN or inf values; --normalize-from-stack needs finite intensities")
-        normalization = inference.resolve_normalization(model, source, "auto")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
-        volume = inference.reconstruct_volume(
-            model,
-            images,
-            input_z,
-            output_z,
-            batch_size=args.batch_size,
-            tile_size=args.tile_size,
-            normalize=normalization,
+        result = reconstruct_stack(
+            model, stack, indices, output_z,
+            normalize=None if args.no_normalize else "stack" if args.normalize_from_stack else "inputs",
+            batch_size=args.batch_size, tile_size=args.tile_size, extrapolate=args.extrapolate,
             verbose=not args.quiet,
-            pixel_um=stack.pixel_um,
-            extrapolate=args.extrapolate,
+            record={"source": str(stack_path), "preset": str(args.preset), "out_of_distribution": mismatches},
         )
-
-    metadata = dict(stack.metadata)
-    metadata.update(
-        {
-            "keras_rmz_version": __version__,
-            "reconstruction": {
-                "source": str(stack_path),
-                "input_planes": [int(i) for i in indices],
-                "input_z_um": [float(z) for z in input_z],
-                "preset": str(args.preset),
-                "model": type(model).__name__,
-                "normalization": None if normalization is None else normalization.to_dict(),
-                "normalization_from": (
-                    None if normalization is None else "stack" if args.normalize_from_stack else "inputs"
-                ),
-                "batch_size": args.batch_size,
-                "tile_size": args.tile_size,
-                "pixel_um": stack.pixel_um,
-                "resampled_to_pixel_um": preset_pixel if resampled else None,
-                "extrapolate": bool(args.extrapolate),
-                "out_of_distribution": mismatches,
-            },
-        }
-    )
-    result = Stack(volume, output_z, stack.pixel_um, metadata)
+    resampled_to = result.metadata["reconstruction"]["resampled_to_pixel_um"]
     write_stack(output_path, result)
     if figure_path is not None:
-        _write_figure(figure_path, stack, result, input_z)
+        from keras_rmz.plot import reconstruction_side_views
+
+        reconstruction_side_views(stack, result, figure_path)
     if not args.quiet:
         print(
-            f"wrote {output_path}: {volume.shape[0]} planes of {volume.shape[1]}x{volume.shape[2]} px, "
+            f"wrote {output_path}: {result.data.shape[0]} planes of {result.data.shape[1]}x{result.data.shape[2]} px, "
             f"z = {output_z.min():g}..{output_z.max():g} µm, from {len(indices)} input planes at z = "
             + ", ".join(f"{z:g}" for z in input_z)
             + " µm"
-            + (
-                f" (resampled from {stack.pixel_um:g} to the preset's {preset_pixel:g} µm pixels and back)"
-                if resampled
-                else ""
-            )
+            + (f" (resampled from {stack.pixel_um:g} to the preset's {resampled_to:g} µm pixels and back)"
+               if resampled_to else "")
             + (f"; figure {figure_path}" if figure_path is not None else ""),
             file=sys.stdout,
         )
     return 0
-
-
-def _write_figure(path, stack, result, input_z):
-    """MIP side views of the reconstruction, under those of the measured
-    stack when the stack has a plane at every output z (within half a step);
-    input planes are marked by dashed lines."""
-    from keras_rmz import plot
-
-    volumes = {}
-    step = stack.z_step_um
-    if step is not None:
-        matched, _ = nearest_planes(stack.z, result.z, 0.5 * step * (1 + 1e-9))
-        if np.all(matched >= 0) and len(np.unique(matched)) == matched.size:
-            volumes["measured stack"] = stack.data[matched]
-    volumes["reconstruction"] = result.data
-    plot.mip_side_views(volumes, result.z, result.pixel_um, path, input_z=input_z)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -164,7 +165,14 @@ def test_evaluate_reads_the_reconstruction(reconstruction, stack_path, capsys):
 
 
 class _FakeModel:
+    """What the command needs of a model, without one: the paper's
+    normalization and, for a preset folder, its verified metadata."""
+
     normalization = "paper"
+
+    def __init__(self, handle=None):
+        folder = pathlib.Path(str(handle))
+        self.preset_metadata = keras_rmz.presets.read_preset_metadata(folder) if folder.is_dir() else None
 
 
 @pytest.fixture
@@ -176,7 +184,7 @@ def spy(monkeypatch):
         return np.zeros((len(output_z), *np.shape(images)[1:]), np.float32)
 
     monkeypatch.setattr(keras_rmz.inference, "reconstruct_volume", fake_reconstruct_volume)
-    monkeypatch.setattr(keras_rmz.presets, "load_preset", lambda handle: _FakeModel())
+    monkeypatch.setattr(keras_rmz.presets, "load_preset", _FakeModel)
     return calls
 
 
