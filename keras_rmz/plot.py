@@ -16,12 +16,12 @@ Example:
 """
 
 import os
-import uuid
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from keras_rmz.io.atomic import atomic_write
 from keras_rmz.metrics.beads import histogram_edges
 from keras_rmz.metrics.beads import kl_divergence
 
@@ -45,22 +45,8 @@ def save_figure(figure, path, dpi=_DEFAULT_DPI):
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"path must name a .png file; got {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # os.open with mode 0o666 lets the umask set the permissions, as for any
-    # new file (tempfile.mkstemp would leave them at 0o600).
-    tmp_path = os.path.join(
-        folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    )
-    handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)
     return path
 
 

@@ -12,10 +12,8 @@ import argparse
 import csv
 import io
 import math
-import os
 import pathlib
 import sys
-import uuid
 
 import numpy as np
 
@@ -108,27 +106,16 @@ def format_table(rows):
 
 
 def write_csv(path, rows):
-    """Writes the per-plane rows as CSV (``COLUMNS``), atomically: a
-    temporary file in the same folder, then ``os.replace``."""
-    path = pathlib.Path(path)
+    """Writes the per-plane rows as CSV (``COLUMNS``), atomically."""
+    from keras_rmz.io.atomic import write_text
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
         # repr() of a float reads back exactly; inf and nan as "inf" / "nan".
         writer.writerow([repr(float(row[name])) for name in COLUMNS])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8", newline="") as stream:
-            stream.write(buffer.getvalue())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text(path, buffer.getvalue())
     return path
 
 

@@ -2,7 +2,7 @@
 scored against the truth and linear interpolation (``keras-rmz demo``)."""
 
 import csv
-import os
+import io
 import pathlib
 import time
 
@@ -13,6 +13,7 @@ from keras_rmz.data import compute_normalization
 from keras_rmz.evaluation.baselines import linear_interpolation
 from keras_rmz.evaluation.scoring import score_planes
 from keras_rmz.io import Stack, nearest_planes, write_stack
+from keras_rmz.io.atomic import write_text
 from keras_rmz.simulate import simulate_stack
 from keras_rmz.version import __version__
 
@@ -53,13 +54,12 @@ def default_input_z(z, num_inputs, spacing_um):
 
 
 def _write_csv(path, rows):
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    write_text(path, buffer.getvalue())
 
 
 def bead_demo(

@@ -7,16 +7,15 @@ file is replaced safely.
 
 import json
 import math
-import os
 import pathlib
 import re
-import uuid
 import warnings
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import tifffile
 
+from keras_rmz.io.atomic import atomic_write
 from keras_rmz.io.stack import Stack
 
 # OME CommentAnnotation namespace under which ``Stack.metadata`` is stored as JSON.
@@ -524,25 +523,13 @@ def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None
         ome["PhysicalSizeZ"] = stack.z_step_um
         ome["PhysicalSizeZUnit"] = "µm"
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # open(..., "xb") creates the file with the user's umask (unlike mkstemp's 0600).
-    with open(temp, "xb"):
-        pass
-    try:
+    with atomic_write(path) as temporary:
         tifffile.imwrite(
-            temp,
+            temporary,
             data,
             ome=True,
             photometric="minisblack",  # never guess RGB from a 3- or 4-plane stack
             metadata=ome,
             bigtiff=data.nbytes > 2**32 - 2**25,
         )
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

@@ -1,7 +1,6 @@
 """``TrainingCheckpoint``: crash-safe checkpoints, resume, and the best
 generator on validation."""
 
-import json
 import math
 import os
 import pathlib
@@ -11,6 +10,7 @@ import h5py
 import keras
 import numpy as np
 
+from keras_rmz.io.atomic import atomic_write, write_json
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 
 CHECKPOINT_FORMAT = "keras_rmz.training_checkpoint"
@@ -238,9 +238,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         marker = (self.epoch, self.step, self.global_step)
         if marker == self._last_saved:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{self.CHECKPOINT_NAME}.{os.getpid()}.tmp"
-        try:
+        with atomic_write(self.checkpoint_path) as temporary:
             with h5py.File(temporary, "w") as handle:
                 handle.attrs["format"] = CHECKPOINT_FORMAT
                 handle.attrs["version"] = CHECKPOINT_VERSION
@@ -257,10 +255,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
                 optimizer = getattr(model, "optimizer", None)
                 _write_group(handle.create_group("optimizer_variables"), [] if optimizer is None else optimizer.variables)
             _fsync_file(temporary)
-            os.replace(temporary, self.checkpoint_path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
         self._last_saved = marker
 
     def load(self, model):
@@ -316,21 +310,14 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     def save_best(self, model):
         """Writes the generator's weights to ``best.weights.h5`` atomically."""
         network = model.generator if isinstance(model, AdversarialTrainer) else model
-        temporary = self.directory / f".best.{os.getpid()}.tmp.weights.h5"
-        try:
+        with atomic_write(self.best_path, suffix=".weights.h5") as temporary:
             network.save_weights(temporary)
             with h5py.File(temporary, "a") as handle:
                 handle.attrs["keras_rmz_monitor"] = self.monitor
                 handle.attrs["keras_rmz_value"] = self.best
                 handle.attrs["keras_rmz_epoch"] = self.best_epoch
             _fsync_file(temporary)
-            os.replace(temporary, self.best_path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
         info = {"monitor": self.monitor, "value": self.best, "epoch": self.best_epoch, "global_step": self.global_step}
-        temporary = self.directory / f".{self.BEST_INFO_NAME}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(temporary, self.directory / self.BEST_INFO_NAME)
+        write_json(self.directory / self.BEST_INFO_NAME, info)
         if self.verbose:
             print(f"TrainingCheckpoint: {self.monitor} = {self.best:.5g} at epoch {self.best_epoch + 1}: saved {self.best_path}")

@@ -377,7 +377,7 @@ def _check_data(data):
     if (data.folder is None) == (data.simulate is None):
         raise ValueError(
             "data needs exactly one source: data.folder (a folder of OME-TIFF stacks) or data.simulate "
-            f"(simulated stacks, e.g. {{sample: beads, count: 8}}); got "
+            "(simulated stacks, e.g. {sample: beads, count: 8}); got "
             + ("both" if data.folder is not None else "neither")
         )
     # The rules between the sampling keys are VolumeDataset's own.

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 
 from keras_rmz.evaluation.baselines import linear_interpolation, nearest_plane
+from keras_rmz.io.atomic import atomic_write, write_json
 
 # The classes that learn from a stack's own planes (inputs and target of one
 # modality), or from paired target stacks (Recurrent-MZ+).
@@ -513,26 +514,6 @@ def _fingerprint(settings):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_json(path, value):
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(value, indent=2, default=_json_default) + "\n")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, pathlib.Path):
-        return str(value)
-    raise TypeError(f"not JSON-able: {type(value).__name__}")
-
-
 def _resample_stack(stack, pixel_um):
     """The stack with its planes resampled to ``pixel_um`` (scikit-image)."""
     from keras_rmz.inference import resample_planes
@@ -787,11 +768,10 @@ def finetune(
         weights = state.pop("best_weights")
         try:
             if weights is not None and state.get("_best_saved") != state["best_step"]:
-                temporary = run_dir / f".best.{os.getpid()}.tmp.npz"
-                np.savez(temporary, **{f"w{i}": w for i, w in enumerate(weights)})
-                os.replace(temporary, best_path)
+                with atomic_write(best_path, suffix=".npz") as temporary:
+                    np.savez(temporary, **{f"w{i}": w for i, w in enumerate(weights)})
                 state["_best_saved"] = state["best_step"]
-            _write_json(state_path, state)
+            write_json(state_path, state)
         finally:
             state["best_weights"] = weights
 

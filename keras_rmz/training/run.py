@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from keras_rmz import models
 from keras_rmz.data import VolumeDataset
 from keras_rmz.io import read_stack, read_stack_with_defaults, write_stack
+from keras_rmz.io.atomic import write_json
 from keras_rmz.losses import RecurrentMZLoss
 from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 from keras_rmz.models.discriminator import Discriminator
@@ -89,12 +90,6 @@ SAMPLE_WORDS = {
 
 def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json_atomic(path, value):
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def read_run(output):
@@ -780,7 +775,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     session = {"command": command, "started_utc": started_utc, "first_step": start_step, "last_step": start_step,
                "wall_time_s": None, "backend": keras.backend.backend(), "stopped_by": None}
     run_info["sessions"].append(session)
-    _write_json_atomic(output / RUN_FILE, run_info)
+    write_json(output / RUN_FILE, run_info)
 
     control = RunControl(config, train_data, validation_data, deadline=deadline, max_steps=max_steps)
     monitor = config.validation.monitor if config.validation is not None else None
@@ -831,7 +826,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     if steps_done < total:
         session["stopped_by"] = control.stopped_by
         run_info["state"] = "stopped"
-        _write_json_atomic(output / RUN_FILE, run_info)
+        write_json(output / RUN_FILE, run_info)
         return {**result, "state": "stopped", "stopped_by": control.stopped_by}
 
     # Done: the best (or last) generator becomes the preset.
@@ -852,7 +847,7 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     run_info["preset"] = PRESET_DIR
     metadata = preset_metadata(config, stacks, run_info, best, base=fine_tuned_from(config, generator))
     save_preset(generator, output / PRESET_DIR, metadata=metadata)
-    _write_json_atomic(output / RUN_FILE, run_info)
+    write_json(output / RUN_FILE, run_info)
     return {**result, "state": "done", "preset": str(output / PRESET_DIR)}
 
 
