@@ -221,6 +221,15 @@ def _roi_index(roi, shape_hw):
     return index
 
 
+def _check_request(model, images, input_z, output_z, truth, roi):
+    """The checked (images, input_z, output_z, truth, roi index) of a test."""
+    _check_model(model)
+    images = _as_images(images)
+    input_z = _as_z(input_z, "input_z", images.shape[0])
+    output_z = _as_z(output_z, "output_z")
+    return images, input_z, output_z, _as_truth(truth, output_z, images), _roi_index(roi, images.shape[1:])
+
+
 def _reconstruct(model, images, input_z, output_z, batch_size, pixel_um=None, probing=False):
     """``model.reconstruct``; ``pixel_um`` is passed when given (a preset
     model needs it). ``probing``: the call perturbs the inputs on purpose
@@ -302,19 +311,14 @@ def permutation_test(
     ...     stack.z[[30, 60, 90]], stack.z, stack.data)      # doctest: +SKIP
     >>> keras_rmz.plot.permutation_plot(result, path="perm.png")  # doctest: +SKIP
     """
-    _check_model(model)
-    images = _as_images(images)
+    images, input_z, output_z, truth, index = _check_request(model, images, input_z, output_z, truth, roi)
     num_inputs = images.shape[0]
-    input_z = _as_z(input_z, "input_z", num_inputs)
-    output_z = _as_z(output_z, "output_z")
-    truth = _as_truth(truth, output_z, images)
     if num_inputs > _MAX_PERMUTATION_INPUTS:
         raise ValueError(
             f"permutation_test runs all M! orders and accepts M <= "
             f"{_MAX_PERMUTATION_INPUTS}; got M = {num_inputs} "
             f"({math.factorial(num_inputs)} orders)"
         )
-    index = _roi_index(roi, images.shape[1:])
 
     permutations = np.array(list(itertools.permutations(range(num_inputs))), dtype=int)
     sorted_order = tuple(np.argsort(input_z, kind="stable"))
@@ -393,13 +397,8 @@ def repetition_test(
     Returns:
         `RepetitionResult`.
     """
-    _check_model(model)
-    images = _as_images(images)
+    images, input_z, output_z, truth, roi_index = _check_request(model, images, input_z, output_z, truth, roi)
     num_inputs = images.shape[0]
-    input_z = _as_z(input_z, "input_z", num_inputs)
-    output_z = _as_z(output_z, "output_z")
-    truth = _as_truth(truth, output_z, images)
-    roi_index = _roi_index(roi, images.shape[1:])
     if sequences is None:
         if not isinstance(index, (int, np.integer)) or not 0 <= index < num_inputs:
             raise ValueError(
@@ -489,13 +488,8 @@ def dpm_noise_test(
     Returns:
         `DPMNoiseResult`.
     """
-    _check_model(model)
-    images = _as_images(images)
+    images, input_z, output_z, truth, roi_index = _check_request(model, images, input_z, output_z, truth, roi)
     num_inputs = images.shape[0]
-    input_z = _as_z(input_z, "input_z", num_inputs)
-    output_z = _as_z(output_z, "output_z")
-    truth = _as_truth(truth, output_z, images)
-    roi_index = _roi_index(roi, images.shape[1:])
     sigmas_um = np.asarray(sigmas_um, dtype=np.float64).reshape(-1)
     if sigmas_um.size == 0 or not np.all(np.isfinite(sigmas_um)) or np.any(sigmas_um < 0):
         raise ValueError(
