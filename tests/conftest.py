@@ -45,6 +45,7 @@ BACKEND_INDEPENDENT = (
     "test_plot.py",
     "test_architecture.py",
     "training/test_config.py",
+    "reliability/",
 )
 
 

@@ -20,15 +20,28 @@ def read_input_stack(
         message = str(error)
         if "does not record" in message:
             message += f" Pass --z-step and/or {pixel_option} (µm)."
+        elif "is a 2D image" in message:
+            message = (f"{path} is one 2D image without a z position; the commands read z-stacks (Z, Y, X). Save "
+                       "the plane as an OME-TIFF that records its z, e.g. keras_rmz.io.write_stack(path, "
+                       "Stack(image[None], z=[z], pixel_um=...)).")
         elif "channel=" in message and channel_option:
             message += f" Pass {channel_option}."
         raise ValueError(message) from error
 
 
-def check_output_path(path, suffixes, what):
+def check_output_path(path, suffixes, what, overwrite=False):
+    """The output file ``path`` of option ``what``, checked before any work:
+    its suffix, not a folder, not an existing file unless ``overwrite``
+    (``--overwrite``, the policy of every command that writes files), and a
+    folder that can be written."""
+    from keras_rmz.io.atomic import check_writable
+
     path = pathlib.Path(path)
     if not path.name.lower().endswith(suffixes):
         raise ValueError(f"{what} must end in {' or '.join(suffixes)}; got {str(path)!r}")
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{what} {str(path)!r} exists; pass --overwrite to replace it")
+    check_writable(path, what)
     return path

@@ -170,13 +170,14 @@ def add_parser(subparsers):
     output = parser.add_argument_group("output")
     output.add_argument("--csv", metavar="OUT.csv", help="write the per-plane table as CSV")
     output.add_argument("--figure", metavar="OUT.png", help="plot PSNR against z (PNG)")
+    output.add_argument("--overwrite", action="store_true", help="replace --csv and --figure if they exist")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args):
-    csv_path = check_output_path(args.csv, (".csv",), "--csv") if args.csv else None
-    figure_path = check_output_path(args.figure, (".png",), "--figure") if args.figure else None
+    csv_path = check_output_path(args.csv, (".csv",), "--csv", args.overwrite) if args.csv else None
+    figure_path = check_output_path(args.figure, (".png",), "--figure", args.overwrite) if args.figure else None
     prediction = read_input_stack(
         args.prediction, z_step_um=args.z_step, pixel_um=args.pixel_size, channel_option=None
     )

@@ -127,6 +127,7 @@ def add_parser(subparsers):
     output.add_argument(
         "--figure", metavar="OUT.png", help="also write maximum-intensity-projection side views (x-z, y-z) as PNG"
     )
+    output.add_argument("--overwrite", action="store_true", help="replace --output and --figure if they exist")
 
     inference = parser.add_argument_group("inference")
     inference.add_argument(
@@ -166,11 +167,11 @@ def run(args):
     from keras_rmz.presets import load_preset, read_preset_metadata
 
     # Everything that can be checked cheaply is checked before the model runs.
-    output_path = check_output_path(args.output, _TIFF_SUFFIXES, "--output")
-    figure_path = check_output_path(args.figure, (".png",), "--figure") if args.figure else None
-    stack_path = pathlib.Path(args.stack)
+    stack_path, output_path = pathlib.Path(args.stack), pathlib.Path(args.output)
     if stack_path.exists() and output_path.exists() and output_path.resolve() == stack_path.resolve():
         raise ValueError(f"--output {str(output_path)!r} would overwrite the input stack; choose another file")
+    output_path = check_output_path(args.output, _TIFF_SUFFIXES, "--output", args.overwrite)
+    figure_path = check_output_path(args.figure, (".png",), "--figure", args.overwrite) if args.figure else None
     if figure_path is not None and figure_path.resolve() == output_path.resolve():
         raise ValueError("--figure and --output name the same file")
     output_z = parse_output_z(args.output_z)

@@ -6,12 +6,6 @@ import warnings
 
 import numpy as np
 
-from keras_rmz.inference import check_pixel_um
-from keras_rmz.inference import check_preset_request
-from keras_rmz.inference import reconstruct_volume
-from keras_rmz.inference import resolve_normalization
-from keras_rmz.inference import unpack_stack
-from keras_rmz.inference import validate_reconstruct_arguments
 from keras_rmz.out_of_distribution import OutOfDistributionWarning
 
 
@@ -58,6 +52,10 @@ def adaptive_acquisition(model, images, input_z, output_z, *, epsilon=None, keep
     print([round(s.relative_change, 3) for s in steps])
     ```
     """
+    # keras_rmz.inference imports Keras: not when keras_rmz.evaluation is imported.
+    from keras_rmz.inference import check_pixel_um, check_preset_request, reconstruct_volume, resolve_normalization
+    from keras_rmz.inference import unpack_stack, validate_reconstruct_arguments
+
     images, input_z, pixel_um, stack_metadata = unpack_stack(images, input_z, kwargs.pop("pixel_um", None))
     pixel_um = check_pixel_um(pixel_um)
     images, input_z, output_z = validate_reconstruct_arguments(images, input_z, output_z)

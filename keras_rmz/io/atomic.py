@@ -88,6 +88,28 @@ def atomic_write(path, suffix=""):
             temporary.unlink()
 
 
+def check_writable(path, what="the output"):
+    """Raises ``PermissionError`` (naming ``what``, the path and the reason)
+    when no file could be written at ``path``, found by creating and
+    removing a probe file in the nearest existing folder above it: it works
+    for read-only mounts and for root as well, where ``os.access`` says yes.
+    Call it before long work whose result goes to ``path``."""
+    path = pathlib.Path(path).absolute()
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    probe = folder / f".keras-rmz-probe.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write {what} {str(path)!r}: the folder {folder} is not writable ({error.strerror or error}); "
+            "choose another place"
+        ) from None
+
+
 def write_text(path, text):
     """Writes ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path) as temporary:

@@ -114,6 +114,10 @@ def _read_ome(xml, series_index, channel):
         out["pixel_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeX"))
         out["pixel_y_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeY"))
         out["z_step_um"] = _positive(_ome_length_um(pixels, "PhysicalSizeZ"))
+        # A size that is written but is no length (0, negative, not a number).
+        out["invalid"] = {key: f"{name} = {pixels.get(name)!r}" for key, name in
+                          (("pixel_um", "PhysicalSizeX"), ("z_step_um", "PhysicalSizeZ"))
+                          if pixels.get(name) is not None and out[key] is None}
         try:
             size_c = max(int(pixels.get("SizeC", 1)), 1)
             the_c = 0 if channel is None else int(channel) % size_c
@@ -316,6 +320,8 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
     ```
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; read_stack reads one TIFF / OME-TIFF file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if z_um is not None and z_step_um is not None:
@@ -369,12 +375,13 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
         z = np.arange(num_planes, dtype=np.float64) * info["z_step_um"]
     else:
         z = None
-        missing.append("the z spacing (pass z_step_um= for evenly spaced planes, or z_um= for every plane's position)")
+        missing.append(_missing(info, "z_step_um", "the z spacing", "pass z_step_um= for evenly spaced planes, or "
+                                "z_um= for every plane's position"))
 
     if pixel_um is None:
         pixel_um = info["pixel_um"]
         if pixel_um is None:
-            missing.append("the pixel size (pass pixel_um=)")
+            missing.append(_missing(info, "pixel_um", "the pixel size", "pass pixel_um="))
         elif info["pixel_y_um"] is not None and not math.isclose(pixel_um, info["pixel_y_um"], rel_tol=1e-3):
             warnings.warn(
                 f"{path} has non-square pixels (x {pixel_um:.6g} µm, y {info['pixel_y_um']:.6g} µm); "
@@ -394,6 +401,14 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
         optics = metadata.get("optics") if isinstance(metadata.get("optics"), dict) else {}
         metadata["optics"] = {**acquisition["optics"], **optics}
     return Stack(data, z, pixel_um, metadata)
+
+
+def _missing(info, key, what, remedy):
+    """What a file lacks, for the error: absent, or written but invalid."""
+    invalid = (info.get("invalid") or {}).get(key)
+    if invalid:
+        return f"a valid {what[4:]} (it records {invalid}, which is not a length > 0; {remedy})"
+    return f"{what} ({remedy})"
 
 
 def _json_default(value):

@@ -1,0 +1,163 @@
+"""Fault injection: outputs that cannot be written or already exist, writers
+killed midway, and inputs that used to get a late or wrong diagnosis
+(issue "Reliability"). Each case checks the error class or exit code, that
+the message names the problem and what is accepted, that nothing was
+written, and that no deep-learning backend was started before the error."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tifffile
+
+from keras_rmz.io import Stack, read_stack, write_stack
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _cli(*argv, cwd=None):
+    """``keras-rmz ARGV`` in a fresh process: (exit code, stderr, backends
+    imported when it returned)."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from keras_rmz.cli.main import main
+        code = main({list(map(str, argv))!r})
+        print(json.dumps([m for m in {BACKENDS!r} if m in sys.modules]))
+        sys.exit(code)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=300)
+    backends = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else None
+    return done.returncode, done.stderr.strip(), backends
+
+
+@pytest.fixture(scope="module")
+def stack_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "beads.ome.tif"
+    data = np.random.default_rng(0).integers(0, 1000, (9, 48, 48)).astype(np.uint16)
+    write_stack(path, Stack(data, np.arange(9) * 0.5, 0.1, {"modality": "widefield"}))
+    return path
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no file can be written to, for root as well (a read-only
+    mount) when this process is root."""
+    if os.geteuid() == 0:
+        if not os.path.isdir("/sys") or _can_write("/sys"):
+            pytest.skip("no read-only folder on this machine")
+        yield "/sys"
+        return
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield str(folder)
+    folder.chmod(0o755)
+
+
+def _can_write(folder):
+    try:
+        with open(os.path.join(folder, ".probe"), "xb"):
+            pass
+        os.unlink(os.path.join(folder, ".probe"))
+        return True
+    except OSError:
+        return False
+
+
+def _reconstruct(stack_path, output, *extra):
+    return ("reconstruct", stack_path, "--input-planes", "0", "4", "8", "--output-z", "1", "2",
+            "--preset", "recurrent_mz_beads_m3", "-o", output, "-q", *extra)
+
+
+# --- Outputs ------------------------------------------------------------------
+
+
+def test_a_read_only_output_folder_is_refused_before_any_work(stack_path, read_only_folder):
+    code, err, backends = _cli(*_reconstruct(stack_path, f"{read_only_folder}/recon.ome.tif"))
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert f"cannot write --output '{read_only_folder}/recon.ome.tif'" in err and "not writable" in err
+    assert backends == []
+
+
+def test_a_figure_into_a_read_only_folder_is_refused_before_the_volume_is_written(stack_path, read_only_folder,
+                                                                                  tmp_path):
+    output = tmp_path / "recon.ome.tif"
+    code, err, backends = _cli(*_reconstruct(stack_path, output, "--figure", f"{read_only_folder}/recon.png"))
+    assert code == 2 and "cannot write --figure" in err and backends == []
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "evaluate"])
+def test_an_existing_output_is_kept_without_overwrite(stack_path, tmp_path, command):
+    output = tmp_path / ("recon.ome.tif" if command == "reconstruct" else "scores.csv")
+    output.write_text("the user's file")
+    argv = (_reconstruct(stack_path, output) if command == "reconstruct"
+            else ("evaluate", stack_path, stack_path, "--csv", output))
+    code, err, backends = _cli(*argv)
+    assert code == 2 and f"'{output}' exists; pass --overwrite to replace it" in err and backends == []
+    assert output.read_text() == "the user's file"
+    if command == "evaluate":  # (reconstruct with --overwrite is run in tests/cli)
+        assert _cli(*argv, "--overwrite")[0] == 0
+        assert output.read_text().startswith("z_um,")
+
+
+def test_a_killed_write_stack_leaves_no_temporary_after_the_next_write(tmp_path):
+    path = tmp_path / "volume.ome.tif"
+    write_stack(path, Stack(np.ones((2, 8, 8), np.float32), [0.0, 1.0], 0.1))
+    old = path.read_bytes()
+    # The writer is killed while tifffile writes: it has written part of the file.
+    script = textwrap.dedent(f"""
+        import time, numpy as np, tifffile
+        from keras_rmz.io import Stack, write_stack
+
+        def slow(path, data, **kwargs):
+            with open(path, "wb") as handle:
+                handle.write(b"II*" + bytes(100000))
+            print("writing", flush=True)
+            time.sleep(60)
+
+        tifffile.imwrite = slow
+        write_stack({str(path)!r}, Stack(np.zeros((50, 64, 64), np.float32), np.arange(50.0), 0.1))
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert len(left) == 1 and path.read_bytes() == old  # the old file is intact
+    write_stack(path, Stack(np.zeros((3, 8, 8), np.float32), [0.0, 1.0, 2.0], 0.1))
+    assert read_stack(path).shape == (3, 8, 8)
+    assert [p.name for p in tmp_path.iterdir()] == ["volume.ome.tif"]
+
+
+# --- Inputs -------------------------------------------------------------------
+
+
+def test_read_stack_on_a_folder_says_it_is_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; read_stack reads one TIFF / OME-TIFF file"):
+        read_stack(tmp_path)
+
+
+def test_negative_pixel_sizes_are_named_as_invalid_not_missing(tmp_path, stack_path):
+    path = tmp_path / "negative.ome.tif"
+    tifffile.imwrite(path, np.zeros((5, 16, 16), np.uint16), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": -0.1, "PhysicalSizeY": -0.1, "PhysicalSizeZ": 0.5})
+    with pytest.raises(ValueError, match=r"does not record a valid pixel size \(it records PhysicalSizeX = '-0.1', "
+                                         r"which is not a length > 0; pass pixel_um=\)"):
+        read_stack(path)
+    assert read_stack(path, pixel_um=0.1).pixel_um == 0.1
+    code, err, backends = _cli(*_reconstruct(path, tmp_path / "o.ome.tif"))
+    assert code == 2 and "PhysicalSizeX = '-0.1'" in err and "--pixel-um" in err and backends == []
+
+
+def test_a_2d_image_at_the_command_line_gets_a_command_line_answer(tmp_path):
+    path = tmp_path / "plane.tif"
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint16))
+    code, err, backends = _cli(*_reconstruct(path, tmp_path / "o.ome.tif", "--pixel-um", "0.1"))
+    assert code == 2 and "is one 2D image without a z position" in err and "z-stacks (Z, Y, X)" in err
+    assert "z_um=" not in err and backends == []
