@@ -419,6 +419,14 @@ def reconstruct_volume(
     resampled = check_preset_request(
         model, images, input_z, output_z, pixel_um=pixel_um, stack_metadata=stack_metadata, extrapolate=extrapolate
     )
+    minimum = getattr(model, "min_plane_size", None)
+    if minimum and min(resampled or images.shape[1:]) < minimum:
+        shown = "x".join(map(str, images.shape[1:])) + (
+            f" (resampled to the preset's pixel size: {'x'.join(map(str, resampled))})" if resampled else "")
+        raise ValueError(
+            f"the planes are {shown} pixels, smaller than the {minimum}x{minimum} that {type(model).__name__} needs "
+            f"(2**depth: {int(math.log2(minimum))} poolings); give planes of at least {minimum} pixels per side"
+        )
     normalization = resolve_normalization(model, images, normalize)
     if normalization is not None:
         images = normalization.apply(images).astype(np.float32)
@@ -493,16 +501,19 @@ def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs
     if not np.all(np.isfinite(images)):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
     normalization = None
-    if normalize is not None:
-        source = stack.data if normalize == "stack" else images
-        if normalize == "stack" and not np.all(np.isfinite(source)):
+    if normalize == "stack":
+        if not np.all(np.isfinite(stack.data)):
             raise ValueError("the stack holds NaN or inf values; normalizing from the whole stack needs finite "
                              "intensities")
-        normalization = resolve_normalization(model, source, "auto")
+        normalization = resolve_normalization(model, stack.data, "auto")
+    # "inputs" is reconstruct_volume's own "auto", computed after its checks.
     volume = reconstruct_volume(
-        model, images, input_z, output_z, batch_size=batch_size, tile_size=tile_size, normalize=normalization,
-        verbose=verbose, pixel_um=stack.pixel_um, extrapolate=extrapolate,
+        model, images, input_z, output_z, batch_size=batch_size, tile_size=tile_size,
+        normalize={"stack": normalization, "inputs": "auto", None: None}[normalize], verbose=verbose,
+        pixel_um=stack.pixel_um, extrapolate=extrapolate,
     )
+    if normalize == "inputs":
+        normalization = resolve_normalization(model, images, "auto")
     preset_pixel = ood.preset_pixel_um(getattr(model, "preset_metadata", None))
     metadata = {
         **stack.metadata,

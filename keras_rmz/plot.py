@@ -16,6 +16,7 @@ Example:
 """
 
 import os
+import warnings
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -134,10 +135,12 @@ def mip_side_views(
                 f"volume {label!r} must have shape (Z, Y, X) with Z = len(z_um) = "
                 f"{z_um.size}; got shape {volume.shape}"
             )
-        projections[label] = (volume.max(axis=1), volume.max(axis=2))
+        with warnings.catch_warnings():  # an all-NaN line stays NaN (drawn blank)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            projections[label] = (np.nanmax(volume, axis=1), np.nanmax(volume, axis=2))
     if normalize == "shared":
-        low = min(min(p.min() for p in pair) for pair in projections.values())
-        high = max(max(p.max() for p in pair) for pair in projections.values())
+        low = min(min(np.nanmin(p) for p in pair) for pair in projections.values())
+        high = max(max(np.nanmax(p) for p in pair) for pair in projections.values())
     z_order = np.argsort(z_um, kind="stable")
     z_sorted = z_um[z_order]
     z_edges = _plane_edges(z_sorted)
@@ -150,8 +153,8 @@ def mip_side_views(
     axes = figure.subplots(len(projections), 2, squeeze=False)
     for row, (label, (xz, yz)) in enumerate(projections.items()):
         if normalize == "each":
-            low = min(xz.min(), yz.min())
-            high = max(xz.max(), yz.max())
+            low = min(np.nanmin(xz), np.nanmin(yz))
+            high = max(np.nanmax(xz), np.nanmax(yz))
         for col, (mip, axis_name) in enumerate(((xz, "x"), (yz, "y"))):
             ax = axes[row, col]
             lateral_edges = np.arange(mip.shape[1] + 1) * pixel_um

@@ -15,7 +15,7 @@ def read_input_stack(
     from keras_rmz.io import read_stack_with_defaults
 
     try:
-        return read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel)
+        stack = read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel)
     except ValueError as error:
         message = str(error)
         if "does not record" in message:
@@ -27,6 +27,10 @@ def read_input_stack(
         elif "channel=" in message and channel_option:
             message += f" Pass {channel_option}."
         raise ValueError(message) from error
+    kind = stack.data.dtype.kind
+    if kind not in "uif":
+        raise ValueError(f"{path} holds {stack.data.dtype} values; intensities must be integers or floats")
+    return stack
 
 
 def check_output_path(path, suffixes, what, overwrite=False):

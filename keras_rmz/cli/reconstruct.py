@@ -186,6 +186,13 @@ def run(args):
     input_z = stack.z[indices]
     if not np.all(np.isfinite(stack.data[indices])):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
+    bad = int(stack.data.size - np.count_nonzero(np.isfinite(stack.data)))
+    if bad and args.normalize_from_stack:
+        raise ValueError(f"STACK holds {bad} NaN or inf values; --normalize-from-stack needs finite intensities in "
+                         "every plane")
+    if bad:
+        print(f"keras-rmz reconstruct: warning: STACK holds {bad} NaN or inf values outside the input planes; they "
+              "are not used (a --figure draws the measured planes without them)", file=sys.stderr)
 
     # The preset's guards, from its metadata.json, before the model is loaded.
     from keras_rmz import out_of_distribution as ood

@@ -218,10 +218,10 @@ def test_input_z_picks_the_nearest_plane_within_half_a_step(spy, stack_path, tmp
     # Planes at 1.0, 1.5 and 0.0 µm (step 0.5 µm: each within 0.25 µm).
     np.testing.assert_allclose(spy[0]["input_z"], [1.0, 1.5, 0.0])
     np.testing.assert_array_equal(spy[0]["images"], _bead_stack()[[2, 3, 0]])
-    # The paper's normalization is computed by the command and passed on.
-    norm = compute_normalization(_bead_stack()[[2, 3, 0]])
-    assert spy[0]["normalize"].shift == pytest.approx(norm.shift)
-    assert spy[0]["normalize"].scale == pytest.approx(norm.scale)
+    # The paper's normalization of the input planes ("auto"), recorded in the output.
+    assert spy[0]["normalize"] == "auto"
+    record = read_stack(tmp_path / "o.ome.tif").metadata["reconstruction"]
+    assert record["normalization"] == pytest.approx(compute_normalization(_bead_stack()[[2, 3, 0]]).to_dict())
 
 
 def test_normalize_from_stack_uses_every_plane(spy, stack_path, tmp_path):

@@ -161,3 +161,41 @@ def test_a_2d_image_at_the_command_line_gets_a_command_line_answer(tmp_path):
     code, err, backends = _cli(*_reconstruct(path, tmp_path / "o.ome.tif", "--pixel-um", "0.1"))
     assert code == 2 and "is one 2D image without a z position" in err and "z-stacks (Z, Y, X)" in err
     assert "z_um=" not in err and backends == []
+
+
+def test_bool_intensities_are_refused_before_the_model_loads(tmp_path):
+    path = tmp_path / "mask.ome.tif"
+    write_stack(path, Stack(np.zeros((9, 32, 32), bool), np.arange(9) * 0.5, 0.1))
+    code, err, backends = _cli(*_reconstruct(path, tmp_path / "o.ome.tif"))
+    assert code == 2 and "holds bool values; intensities must be integers or floats" in err and backends == []
+
+
+@pytest.mark.parametrize("side", [1, 7])
+def test_planes_smaller_than_the_network_needs_are_refused_with_the_reason(side):
+    from keras_rmz.models import RecurrentMZ
+
+    model = RecurrentMZ(base_filters=4, depth=3)
+    images = np.random.default_rng(0).random((3, side, side)).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"the planes are {side}x{side} pixels, smaller than the 8x8 that "
+                                         r"RecurrentMZ needs \(2\*\*depth: 3 poolings\)"):
+        model.reconstruct(images, [0.0, 1.0, 2.0], [0.5])
+    assert model.reconstruct(np.ones((3, 8, 8), np.float32) * np.arange(8), [0.0, 1.0, 2.0], [0.5]).shape == (1, 8, 8)
+
+
+def test_nan_outside_the_inputs_is_reported_and_left_out_of_the_figure(tmp_path, stack_path):
+    from keras_rmz import plot
+
+    stack = read_stack(stack_path)
+    data = stack.data.astype(np.float32)
+    data[2, 5, 5] = np.nan  # plane 2 is no input
+    path = tmp_path / "nan.ome.tif"
+    write_stack(path, Stack(data, stack.z, stack.pixel_um, stack.metadata))
+    output, figure_path = tmp_path / "o.ome.tif", tmp_path / "o.png"
+    code, err, _ = _cli(*_reconstruct(path, output, "--figure", figure_path))
+    assert code == 0 and "holds 1 NaN or inf values outside the input planes; they are not used" in err
+    assert output.is_file() and figure_path.is_file()
+    figure = plot.reconstruction_side_views(read_stack(path), read_stack(output))
+    measured = figure.axes[0].collections[0].get_array()
+    assert np.isfinite(measured).all()  # the NaN pixel's line holds the other planes' maximum
+    code, err, backends = _cli(*_reconstruct(path, tmp_path / "p.ome.tif", "--normalize-from-stack"))
+    assert code == 2 and "--normalize-from-stack needs finite intensities" in err and backends == []

@@ -185,6 +185,13 @@ class RecurrentMZ(ReconstructionModel):
         self.kernel_size = kernel_size
         self.input_residual = bool(input_residual)
 
+    @property
+    def min_plane_size(self):
+        """The smallest plane side (pixels) ``reconstruct`` accepts: one
+        pixel at the bottom of the ``depth`` poolings; a smaller plane would
+        be mostly the model's zero padding."""
+        return 2**self.depth
+
     def get_config(self):
         config = super().get_config()
         config.update(
