@@ -148,14 +148,13 @@ def apply_patch(name):
         ConvGRU2D.unrolls = lambda self, steps: bool(self.unroll)
     elif name == "bn_unfolded":
         # Batch norm as its own layer after the convolution in inference too.
-        from keras_rmz.layers import decoder_block
-        from keras_rmz.layers import encoder_block
+        from keras_rmz.layers import fused
 
         def unfolded(conv, bn, inputs, training=None):
             outputs = conv(inputs)
             return outputs if bn is None else bn(outputs, training=training)
 
-        encoder_block.conv_batch_norm = decoder_block.conv_batch_norm = unfolded
+        fused.conv_batch_norm = unfolded
     elif name == "gru_update_4pass":
         # The minimal (paper) gate with the update written as in Eq. 6.
         from keras import ops

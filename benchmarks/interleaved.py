@@ -51,22 +51,21 @@ def run_worker(size, repeats):
     import numpy as np
 
     from keras_rmz.layers import ConvGRU2D
-    from keras_rmz.layers import decoder_block
-    from keras_rmz.layers import encoder_block
     from keras_rmz.layers import fused
     from keras_rmz.models import RecurrentMZ
 
     fold = {"on": True}
+    folded = fused.conv_batch_norm
 
     def switch(conv, bn, inputs, training=None):
         # Read when a call runs eagerly (torch) or is traced (TF, JAX: the
         # first call of each model fixes its setting).
         if fold["on"]:
-            return fused.conv_batch_norm(conv, bn, inputs, training)
+            return folded(conv, bn, inputs, training)
         outputs = conv(inputs)
         return outputs if bn is None else bn(outputs, training=training)
 
-    encoder_block.conv_batch_norm = decoder_block.conv_batch_norm = switch
+    fused.conv_batch_norm = switch
     rng = np.random.default_rng(0)
     batch = {
         "images": rng.random((1, 3, size, size, 1), dtype=np.float32),

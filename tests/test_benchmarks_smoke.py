@@ -281,24 +281,24 @@ def test_session8_variants_undo_the_speedups_but_not_the_result(bench, monkeypat
     """The variants convgru_keras_loop and bn_unfolded put back the Keras time
     loop and the separate batch-norm pass; the network's output is the same."""
     from keras_rmz.layers import ConvGRU2D
-    from keras_rmz.layers import decoder_block
-    from keras_rmz.layers import encoder_block
+    from keras_rmz.layers import fused
     from keras_rmz.models import RecurrentMZ
 
     # Restored after the test: the patches change these module attributes.
     monkeypatch.setattr(ConvGRU2D, "unrolls", ConvGRU2D.unrolls)
-    monkeypatch.setattr(encoder_block, "conv_batch_norm", encoder_block.conv_batch_norm)
-    monkeypatch.setattr(decoder_block, "conv_batch_norm", decoder_block.conv_batch_norm)
+    monkeypatch.setattr(fused, "conv_batch_norm", fused.conv_batch_norm)
     batch = bench.make_inputs(1, 3, 32)
     model = RecurrentMZ(base_filters=4, depth=2)
     model(batch)
     _load("interleaved").randomize_batch_norm_statistics(model, np.random.default_rng(0))
     default = keras.ops.convert_to_numpy(model.predict_on_batch(batch))
     assert default.std() > 1e-3  # a live output, or equality would prove nothing
+    folded = fused.conv_batch_norm
     for name in ("convgru_keras_loop", "bn_unfolded"):
         assert name in bench.VARIANTS
         bench.apply_patch(name)
     assert not ConvGRU2D(2, 3).unrolls(3)
+    assert fused.conv_batch_norm is not folded  # the patch reaches the layers' call
     patched = RecurrentMZ(base_filters=4, depth=2)
     patched(batch)
     patched.set_weights(model.get_weights())

@@ -122,19 +122,19 @@ def _unavailable(name, reason):
 
 
 def load_demo_model(handle):
-    """``(model, metadata)`` of a preset; metadata as far as it is known
-    without downloading more (a folder's metadata.json, a built-in entry's
-    summary), else {}.
+    """``(model, metadata)`` of a preset, its verified metadata.json read
+    first, so that an unknown or missing preset is reported before a
+    deep-learning backend starts.
 
     Raises:
         FileNotFoundError: a built-in name without weights on this machine,
             naming the preset and how to get it.
     """
-    from keras_rmz.presets import load_preset, registry, verify_preset
+    from keras_rmz.presets import load_preset, read_preset_metadata, registry
 
     known = handle in registry.PRESETS
     try:
-        model = load_preset(handle)
+        metadata = read_preset_metadata(handle)
     except ValueError:
         if _is_name(handle) and not known and handle in PLANNED_PRESETS:
             raise _unavailable(handle, "no trained weights for it are published in this keras_rmz yet") from None
@@ -143,12 +143,7 @@ def load_demo_model(handle):
         if known:
             raise _unavailable(handle, f"it is not on this machine and cannot be downloaded ({error})") from None
         raise
-    metadata = {}
-    if known:
-        metadata = dict(registry.get_preset(handle).metadata)
-    elif os.path.isdir(os.path.expanduser(handle)):
-        metadata = verify_preset(os.path.expanduser(handle))
-    return model, metadata
+    return load_preset(handle), metadata
 
 
 # --------------------------------------------------------------------------

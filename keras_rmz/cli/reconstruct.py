@@ -197,12 +197,9 @@ def run(args):
     # The preset's guards, from its metadata.json, before the model is loaded.
     from keras_rmz import out_of_distribution as ood
 
-    try:
-        # Verified metadata without building the model; load_preset below
-        # reports why when it cannot be read.
-        preset_metadata = read_preset_metadata(args.preset)
-    except (ValueError, OSError):
-        preset_metadata = None
+    # Verified metadata without building the model: an unknown name, a
+    # missing folder or a damaged file is reported before a backend starts.
+    preset_metadata = read_preset_metadata(args.preset)
     mismatches = ood.check_request(
         preset_metadata, input_z=input_z, output_z=output_z, pixel_um=stack.pixel_um,
         stack_metadata=stack.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,

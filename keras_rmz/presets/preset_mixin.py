@@ -91,7 +91,7 @@ def _load(handle, *, model_class, load_weights, force_download, token, **kwargs)
         except ValueError:
             pass
         raise FileNotFoundError(f"no preset folder at {folder}{hint}")
-    raise ValueError(f"unknown preset {handle!r}. {registry.available_presets_message()}")
+    raise registry.unknown_preset_error(handle)
 
 
 def read_preset_metadata(handle, *, force_download=False, token=None):
@@ -153,7 +153,7 @@ def read_preset_metadata(handle, *, force_download=False, token=None):
         return verify_preset(folder, where=f"preset folder {folder}")
     if _looks_like_path(handle):
         raise FileNotFoundError(f"no preset folder at {folder}")
-    raise ValueError(f"unknown preset {handle!r}. {registry.available_presets_message()}")
+    raise registry.unknown_preset_error(handle)
 
 
 def _load_folder(folder, **options):

@@ -227,7 +227,7 @@ def get_preset(name):
         ValueError: for an unknown name, listing the presets that exist.
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}. {available_presets_message()}")
+        raise unknown_preset_error(name)
     return validate_entry(name, PRESETS[name])
 
 
@@ -238,6 +238,16 @@ def pinned_sha256(repo_id, commit):
         if info.hub is not None and info.hub == f"hf://{repo_id}" and info.revision == commit:
             return dict(info.sha256)
     return None
+
+
+def unknown_preset_error(handle):
+    """The ``ValueError`` for a handle that is no built-in name, folder or
+    Hub repository: the closest built-in name, and every one."""
+    import difflib
+
+    close = difflib.get_close_matches(str(handle), sorted(PRESETS), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown preset {handle!r}.{hint} {available_presets_message()}")
 
 
 def available_presets_message():

@@ -199,3 +199,15 @@ def test_nan_outside_the_inputs_is_reported_and_left_out_of_the_figure(tmp_path,
     assert np.isfinite(measured).all()  # the NaN pixel's line holds the other planes' maximum
     code, err, backends = _cli(*_reconstruct(path, tmp_path / "p.ome.tif", "--normalize-from-stack"))
     assert code == 2 and "--normalize-from-stack needs finite intensities" in err and backends == []
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "demo"])
+def test_a_misspelt_preset_gets_a_suggestion_before_a_backend_starts(command, stack_path, tmp_path):
+    argv = {
+        "reconstruct": ("reconstruct", stack_path, "--input-planes", "0", "4", "--output-z", "1",
+                        "--preset", "recurent_mz_beads_m3", "-o", tmp_path / "o.ome.tif"),
+        "demo": ("demo", "--preset", "recurent_mz_beads_m3", "--out", tmp_path / "d"),
+    }[command]
+    code, err, backends = _cli(*argv)
+    assert code == 2 and "unknown preset 'recurent_mz_beads_m3'. Did you mean 'recurrent_mz_beads_m3'?" in err
+    assert "Built-in presets:" in err and backends == []
