@@ -171,8 +171,17 @@ class _FakeModel:
     normalization = "paper"
 
     def __init__(self, handle=None):
-        folder = pathlib.Path(str(handle))
-        self.preset_metadata = keras_rmz.presets.read_preset_metadata(folder) if folder.is_dir() else None
+        self.preset_metadata = _fake_metadata(handle)
+
+
+_read_preset_metadata = keras_rmz.presets.read_preset_metadata
+
+
+def _fake_metadata(handle):
+    """A preset folder's verified metadata; None (nothing to check) for the
+    made-up names the spy tests use."""
+    folder = pathlib.Path(str(handle))
+    return _read_preset_metadata(folder) if folder.is_dir() else None
 
 
 @pytest.fixture
@@ -185,6 +194,7 @@ def spy(monkeypatch):
 
     monkeypatch.setattr(keras_rmz.inference, "reconstruct_volume", fake_reconstruct_volume)
     monkeypatch.setattr(keras_rmz.presets, "load_preset", _FakeModel)
+    monkeypatch.setattr(keras_rmz.presets, "read_preset_metadata", _fake_metadata)
     return calls
 
 
@@ -383,6 +393,7 @@ def test_model_that_cannot_take_m_inputs_is_a_user_error(capsys, stack_path, tmp
                 raise ValueError(f"this model takes M = 2 input images; got M = {num_inputs}")
 
     monkeypatch.setattr(keras_rmz.presets, "load_preset", lambda handle: TwoInputsOnly())
+    monkeypatch.setattr(keras_rmz.presets, "read_preset_metadata", _fake_metadata)
     line = _run_error(capsys, _argv(stack_path, "x", tmp_path / "o.ome.tif", "--input-planes", "0", "1", "2"))
     assert "M = 2" in line
 
