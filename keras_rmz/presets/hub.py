@@ -70,18 +70,36 @@ def _offline_help(handle, settings):
     from huggingface_hub import constants
 
     cache = settings["cache_dir"] or constants.HF_HUB_CACHE
-    reason = (
-        "offline mode is on (HF_HUB_OFFLINE=1"
-        + (", set when huggingface_hub was imported" if constants.HF_HUB_OFFLINE else "")
-        + ")"
-        if settings["offline"]
-        else "the Hub could not be reached"
-    )
+    copy = ("put a copy of the preset folder on this machine and load the folder (for a built-in preset: "
+            "$KERAS_RMZ_WEIGHTS_DIR/<name>/)")
+    if settings["offline"]:
+        when = ", set when huggingface_hub was imported" if constants.HF_HUB_OFFLINE else ""
+        return (
+            f"{handle} is not in the Hugging Face cache ({cache}) and offline mode is on (HF_HUB_OFFLINE=1{when}). "
+            f"To fix: load it once with network access (unset HF_HUB_OFFLINE before starting Python), or {copy}."
+        )
+    endpoint = settings["endpoint"] or constants.ENDPOINT
+    named = " (set by HF_ENDPOINT)" if settings["endpoint"] else ""
     return (
-        f"{handle} is not in the Hugging Face cache ({cache}) and {reason}. To fix: load it once with network "
-        "access (unset HF_HUB_OFFLINE before starting Python), or put a copy of the preset folder on this "
-        "machine and load the folder (for a built-in preset: $KERAS_RMZ_WEIGHTS_DIR/<name>/)."
+        f"{handle} is not in the Hugging Face cache ({cache}) and the Hub at {endpoint}{named} could not be "
+        f"reached. To fix: check the network connection and the address{named and ' in HF_ENDPOINT'}, or {copy}."
     )
+
+
+def _transport_errors():
+    """The exception classes of a broken connection, for whichever HTTP
+    client this huggingface_hub uses (httpx2, httpx or requests)."""
+    import importlib
+
+    found = [ConnectionError, TimeoutError]
+    for module_name, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
+                               ("requests", ("ConnectionError", "Timeout"))):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [getattr(module, name) for name in names if hasattr(module, name)]
+    return tuple(found)
 
 
 def download_preset(repo_id, revision=None, *, token=None, force_download=False):
@@ -108,7 +126,7 @@ def download_preset(repo_id, revision=None, *, token=None, force_download=False)
         ValueError: no such revision.
     """
     import huggingface_hub
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
     settings = hub_settings()
     handle = f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
@@ -133,6 +151,12 @@ def download_preset(repo_id, revision=None, *, token=None, force_download=False)
         raise FileNotFoundError(_offline_help(handle, settings)) from error
     except errors.HfHubHTTPError as error:
         raise OSError(f"{handle}: the Hub answered {error}") from error
+    except _transport_errors() as error:
+        raise OSError(
+            f"{handle}: the download from {settings['endpoint'] or constants.ENDPOINT} broke off after several "
+            f"retries ({type(error).__name__}: {error}). Nothing incomplete is used: the part already fetched "
+            "waits in the Hugging Face cache, and loading the preset again resumes from it."
+        ) from error
     folder = Path(folder)
     return folder, folder.name
 

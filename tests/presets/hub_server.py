@@ -29,6 +29,7 @@ with LocalHub() as hub:
 import hashlib
 import http.server
 import json
+import socket
 import threading
 import urllib.parse
 from pathlib import Path
@@ -57,6 +58,7 @@ class LocalHub:
     def __init__(self):
         self._repos = {}  # repo_id -> {"commits": {sha: {path: bytes}}, "refs": {name: sha}}
         self._tampered = {}  # (repo_id, path) -> bytes served instead
+        self._drops = {}  # file name -> how many more downloads to cut midway
         self.requests = []
         self._lock = threading.Lock()
         self._server = None
@@ -89,6 +91,21 @@ class LocalHub:
         headers that match the new bytes, as a compromised mirror would)."""
         with self._lock:
             self._tampered[(repo_id, path)] = data
+
+    def drop_connections(self, filename, times):
+        """Cuts the next ``times`` downloads of ``filename``: the headers
+        promise the whole file, half of it is sent, then the connection is
+        closed (a dropped connection, as a flaky network gives)."""
+        with self._lock:
+            self._drops[filename] = times
+
+    def _take_drop(self, path):
+        with self._lock:
+            name = path.rsplit("/", 1)[-1]
+            if self._drops.get(name, 0) > 0:
+                self._drops[name] -= 1
+                return True
+            return False
 
     def _resolve(self, repo_id, revision):
         repo = self._repos.get(repo_id)
@@ -241,4 +258,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, body = 206, data[start:]
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         headers["Content-Length"] = str(len(body))
+        if send_body and len(body) > 1 and self.hub._take_drop(path):
+            self._reply(status, body[: len(body) // 2], headers, send_body)
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._reply(status, body, headers, send_body)

@@ -59,8 +59,13 @@ def test_offline_with_nothing_cached_says_how_to_fix_it(hf_env):
 
 def test_an_unreachable_hub_with_nothing_cached_is_a_clear_error(local_hub):
     local_hub.stop()  # online mode, but nothing listens any more
-    with pytest.raises(FileNotFoundError, match="could not be reached"):
+    with pytest.raises(FileNotFoundError, match="could not be reached") as error:
         load_preset(f"hf://{REPO}@main")
+    message = str(error.value)
+    # The address tried and where it came from; no advice about an offline
+    # mode that is not on.
+    assert os.environ["HF_ENDPOINT"].rstrip("/") in message and "set by HF_ENDPOINT" in message
+    assert "HF_HUB_OFFLINE" not in message and "offline mode" not in message
 
 
 @pytest.mark.parametrize("filename", ["model.weights.h5", "config.json", "README.md"])
@@ -335,3 +340,28 @@ def test_hub_settings_are_read_at_call_time(monkeypatch, hf_env):
     monkeypatch.setenv("HF_HOME", "/home/hf")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_lib.hub_settings() == {"endpoint": "http://127.0.0.1:9", "offline": True, "cache_dir": "/home/hf/hub"}
+
+
+def test_a_connection_dropped_midway_is_retried_or_reported_and_leaves_no_partial_preset(local_hub, hf_env, preset_dir,
+                                                                                          tiny_model):
+    """The server cuts model.weights.h5 halfway (headers promise the whole
+    file). Once: the download is retried and the published weights load.
+    Every time: a clear error, no half file in the cache that a later load
+    would trust, and the next load after the network recovers works."""
+    local_hub.add_repo(REPO, preset_dir)
+    local_hub.drop_connections("model.weights.h5", 1)
+    assert_same_weights(load_preset(f"hf://{REPO}@main"), tiny_model)
+
+    other = "owner/flaky"
+    local_hub.add_repo(other, preset_dir)
+    local_hub.drop_connections("model.weights.h5", 1000)
+    with pytest.raises(OSError, match="broke off after several retries") as error:
+        load_preset(f"hf://{other}@main")
+    assert f"hf://{other}@main" in str(error.value) and "resumes" in str(error.value)
+    # The half file waits as huggingface_hub's .incomplete blob; no snapshot
+    # points at it, so nothing can load it as the weights.
+    snapshots = hf_env.cache / "models--owner--flaky" / "snapshots"
+    assert not list(snapshots.glob("*/model.weights.h5"))
+
+    local_hub.drop_connections("model.weights.h5", 0)
+    assert_same_weights(load_preset(f"hf://{other}@main"), tiny_model)
