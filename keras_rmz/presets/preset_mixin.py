@@ -187,7 +187,11 @@ def _load_builtin(name, *, force_download, token, **options):
         return load_preset_folder(
             local,
             expected_sha256=expected,
-            where=f"the local copy of preset {name!r} ({local}; delete it to download from the Hub)",
+            where=f"the local copy of preset {name!r} ({local}; " + (
+                "delete it to download from the Hub" if info.hub is not None
+                else "it is not published on the Hub: restore the folder from the keras_rmz repository, "
+                     f"e.g. git checkout -- weights/{name}"
+            ) + ")",
             **options,
         )
     if info.hub is None:

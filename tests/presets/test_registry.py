@@ -240,3 +240,21 @@ def test_the_store_finds_a_presets_class_without_importing_the_models_itself(tmp
                             env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "RecurrentMZ"
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_a_corrupted_builtin_copy_says_how_to_get_a_good_one(monkeypatch, tmp_path, preset_dir, offline, published):
+    """Delete-and-download advice only where the registry has a Hub
+    location; a preset that ships only in the repository says to restore it."""
+    if published:
+        register(monkeypatch, "tiny_beads", preset_dir)
+    else:
+        register(monkeypatch, "tiny_beads", preset_dir, hub=None, revision=None)
+    corrupt = copy_preset(preset_dir, tmp_path / "w" / "tiny_beads")
+    flip_byte(corrupt / "model.weights.h5")
+    monkeypatch.setenv("KERAS_RMZ_WEIGHTS_DIR", str(corrupt.parent))
+    with pytest.raises(ValueError, match=r"model.weights.h5.*sha256") as error:
+        load_preset("tiny_beads")
+    message = str(error.value)
+    assert ("delete it to download from the Hub" in message) is published
+    assert ("not published on the Hub" in message and "git checkout -- weights/tiny_beads" in message) is not published
