@@ -548,8 +548,14 @@ def _tiled_predict(model, images, input_z, output_z, batch_size, tile_size, over
     if show:
         from tqdm.auto import tqdm
 
-        # Counts output planes (of every tile), so the bar moves with each model call.
-        progress = tqdm(total=len(tiles) * output_z.shape[0], desc="reconstruct", unit="plane")
+        # Moves with each model call: planes, or for a tiled plane the tiles
+        # of every plane (a plane/s rate would be off by the tile count).
+        planes = output_z.shape[0]
+        if len(tiles) == 1:
+            progress = tqdm(total=planes, desc="reconstruct", unit="plane")
+        else:
+            progress = tqdm(total=len(tiles) * planes, desc=f"reconstruct {planes} planes x {len(tiles)} tiles",
+                            unit="tile")
     try:
         if len(tiles) == 1:
             return _predict_planes(model, images, input_z, output_z, batch_size, progress)

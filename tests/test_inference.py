@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -140,6 +142,18 @@ def test_adaptive_acquisition_reports_relative_change():
         assert steps[m - 1].relative_change == pytest.approx(expected, rel=1e-5)
     stopped = adaptive_acquisition(MeanInputModel(), images, z, [1.0], normalize=None, epsilon=1.0)
     assert len(stopped) == 2
+
+
+@pytest.mark.parametrize("tile_size, want", [(None, r"reconstruct: 100%.*\b3/3 \[.*plane/s"),
+                                              (64, r"reconstruct 3 planes x 4 tiles: 100%.*\b12/12 \[.*tile/s")])
+def test_the_progress_bar_counts_planes_or_tiles(capsys, tile_size, want):
+    """A tiled reconstruction counts tiles (4 per plane here), not planes:
+    a plane/s rate would be off by the tile count."""
+    images = np.random.default_rng(0).random((2, 96, 96)).astype(np.float32)
+    reconstruct_volume(FirstInputModel(), images, [0.0, 2.0], [0.5, 1.0, 1.5], tile_size=tile_size, tile_overlap=16,
+                       batch_size=1, normalize=None, verbose=True)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert re.search(want, final), final
 
 
 def test_bad_tile_arguments_are_refused():
