@@ -310,6 +310,60 @@ def check_model_class(found, model_class, where):
 # Loading
 
 
+def constructor_arguments(cls):
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up
+    the class hierarchy to Keras's own (``name``, ``trainable``, ``dtype``)."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = {"name", "trainable", "dtype"}
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] == "keras" or klass is object:
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        names |= {name for name, p in parameters.items() if p.kind in kinds} - {"self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            break
+    return names
+
+
+def _physical_memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_constructor_config(cls, arguments, where):
+    """Refuses, before any layer is made, constructor arguments that ``cls``
+    does not take (a typo or another version's key would otherwise be
+    dropped without a word) and sizes that cannot fit in this machine's
+    memory: for a ``base_filters``/``depth`` network the deepest level's one
+    k x k convolution alone holds ``k² (base_filters 2^(depth-1))²`` float32
+    weights, a lower bound of the whole model's."""
+    unknown = sorted(set(arguments) - constructor_arguments(cls))
+    if unknown:
+        raise ValueError(
+            f"{CONFIG_FILE} in {where} gives {cls.__name__} the argument(s) {', '.join(map(repr, unknown))}, which it "
+            f"does not take; it takes {', '.join(sorted(constructor_arguments(cls)))}"
+        )
+    base, depth = arguments.get("base_filters"), arguments.get("depth")
+    kernel = arguments.get("kernel_size", 3)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (base, depth, kernel)):
+        return  # not a base_filters/depth network, or the class's own checks answer
+    lower_bound = 4 * kernel**2 * (base * 2 ** (depth - 1)) ** 2
+    memory = _physical_memory_bytes()
+    if memory and lower_bound > memory:
+        raise ValueError(
+            f"{CONFIG_FILE} in {where}: base_filters={base}, depth={depth}, kernel_size={kernel} need at least "
+            f"{lower_bound / 2**30:,.0f} GiB of float32 weights, more than this machine's {memory / 2**30:,.0f} GiB "
+            "of memory; the shipped presets use base_filters 16-32 and depth 3-4"
+        )
+
+
 def load_preset_folder(
     folder,
     *,
@@ -348,6 +402,7 @@ def load_preset_folder(
     check_model_class(found, model_class, where)
     if not isinstance(config.get("config"), dict):
         raise ValueError(f"{CONFIG_FILE} in {where} has no 'config' object (the constructor arguments)")
+    check_constructor_config(found, {**config["config"], **(config_overrides or {})}, where)
     # Rebuilt from the checked class, so Keras can only make that class. A
     # preset carries an architecture and weights, never an optimizer or loss
     # (compile_config is dropped).

@@ -313,3 +313,22 @@ def test_a_preset_saved_on_one_backend_loads_on_another(preset_dir, tiny_model, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == other
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), outputs(tiny_model, inputs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"base_filter": 8}, ["'base_filter'", "does not take", "base_filters"]),
+    ({"base_filters": 1_000_000}, ["base_filters=1000000", "GiB of float32 weights", "GiB of memory"]),
+])  # fmt: skip
+def test_a_config_with_unknown_keys_or_an_impossible_size_is_refused_before_any_layer(
+    monkeypatch, preset_dir, change, words
+):
+    """A misspelt or foreign constructor argument was dropped without a word,
+    and base_filters=1e6 ended in a backend's out-of-memory traceback; both
+    are now a ValueError naming the key, before the model is made."""
+    rewrite_json(preset_dir, "config.json", lambda config: config["config"].update(change))
+    made = []
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", lambda *a, **k: made.append(a) or pytest.fail())
+    with pytest.raises(ValueError) as error:
+        load_preset(preset_dir)
+    assert all(word in str(error.value) for word in words), str(error.value)
+    assert not made
