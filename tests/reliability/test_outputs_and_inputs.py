@@ -135,6 +135,48 @@ def test_a_killed_write_stack_leaves_no_temporary_after_the_next_write(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["volume.ome.tif"]
 
 
+def test_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """The disk fills up halfway through the write (ENOSPC from the write
+    itself): the error reaches the caller as OSError(ENOSPC), the old file
+    is intact, and the partial temporary is removed."""
+    import errno
+
+    path = tmp_path / "volume.ome.tif"
+    write_stack(path, Stack(np.ones((2, 8, 8), np.float32), [0.0, 1.0], 0.1))
+    old = path.read_bytes()
+
+    def full_disk(target, data, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"II*" + bytes(4096))
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(tifffile, "imwrite", full_disk)
+    with pytest.raises(OSError) as error:
+        write_stack(path, Stack(np.zeros((40, 64, 64), np.float32), np.arange(40.0), 0.1))
+    assert error.value.errno == errno.ENOSPC
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["volume.ome.tif"]
+
+
+def test_concurrent_writers_to_one_output_leave_one_whole_file(tmp_path):
+    """Four processes write different stacks to one path at once, five times
+    each: the file read afterwards is one writer's whole stack, and no
+    temporary is left."""
+    path = tmp_path / "volume.ome.tif"
+    script = textwrap.dedent("""
+        import sys, numpy as np
+        from keras_rmz.io import Stack, write_stack
+        k = int(sys.argv[1])
+        for _ in range(5):
+            write_stack(sys.argv[2], Stack(np.full((20, 128, 128), k, np.float32), np.arange(20.0), 0.1))
+    """)
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(k), str(path)]) for k in range(1, 5)]
+    assert [w.wait(timeout=300) for w in writers] == [0] * 4
+    stack = read_stack(path)
+    assert stack.shape == (20, 128, 128) and stack.data.min() == stack.data.max() in (1, 2, 3, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["volume.ome.tif"]
+
+
 # --- Inputs -------------------------------------------------------------------
 
 
