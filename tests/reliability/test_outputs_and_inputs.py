@@ -212,6 +212,30 @@ def test_bool_intensities_are_refused_before_the_model_loads(tmp_path):
     assert code == 2 and "holds bool values; intensities must be integers or floats" in err and backends == []
 
 
+def test_int8_intensities_are_read_and_reconstructed(tmp_path):
+    """int8 is an integer image like any other: read as it is, normalized to
+    float32 for the model, with a finite result."""
+    from keras_rmz.cli.common import read_input_stack
+    from keras_rmz.inference import reconstruct_volume
+
+    class MeanModel:
+        normalization = "paper"
+
+        def check_num_inputs(self, num_inputs):
+            pass
+
+        def predict_on_batch(self, batch):
+            return np.mean(batch["images"], axis=1)
+
+    data = np.random.default_rng(0).integers(-100, 100, (3, 16, 16), dtype=np.int8)
+    path = tmp_path / "int8.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeZ": 1.0})
+    stack = read_input_stack(path)
+    assert stack.data.dtype == np.int8 and np.array_equal(stack.data, data)
+    volume = reconstruct_volume(MeanModel(), stack.data[[0, 2]], [0.0, 2.0], [1.0], verbose=False)
+    assert volume.dtype == np.float32 and volume.shape == (1, 16, 16) and np.all(np.isfinite(volume))
+
+
 @pytest.mark.parametrize("side", [1, 7])
 def test_planes_smaller_than_the_network_needs_are_refused_with_the_reason(side):
     from keras_rmz.models import RecurrentMZ
