@@ -35,7 +35,7 @@ import re
 import uuid
 
 
-def _running(pid):
+def process_running(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +55,7 @@ def remove_stale(path):
         return removed
     for candidate in path.parent.iterdir():
         match = pattern.match(candidate.name)
-        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process_running(int(match.group(1))):
             with contextlib.suppress(FileNotFoundError):
                 candidate.unlink()
                 removed.append(candidate)

@@ -542,6 +542,29 @@ def _model_card_text(model_card, metadata, name):
     )
 
 
+def _recover_interrupted_save(folder):
+    """What a killed ``save_preset`` of ``folder`` left beside it: its
+    unfinished ``.<name>.partial-<pid>-*`` folder is removed; its
+    ``.<name>.old-<pid>-*`` backup (the previous preset, moved aside just
+    before the new one was moved in) is put back when the kill came between
+    the two renames, and removed otherwise. Folders of live processes are
+    left alone."""
+    from keras_rmz.io.atomic import process_running
+
+    if not folder.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.(partial|old)-(\d+)-")
+    for candidate in sorted(folder.parent.iterdir()):
+        match = pattern.match(candidate.name)
+        pid = int(match.group(2)) if match else None
+        if pid is None or pid == os.getpid() or process_running(pid):
+            continue
+        if match.group(1) == "old" and not folder.exists():
+            os.rename(candidate, folder)
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
 def _replaceable(folder):
     """An existing folder may be replaced only if it holds nothing but preset files."""
     others = sorted(p.name for p in folder.iterdir() if p.name not in PRESET_FILES + (FIGURES_DIR,))
@@ -610,6 +633,7 @@ def save_preset(model, folder, metadata=None, model_card=None, extra_files=None)
             f"@keras.saving.register_keras_serializable(package='keras_rmz')); got {type(model).__name__} "
             f"(registered as {class_name!r})"
         )
+    _recover_interrupted_save(folder)
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"{folder} exists and is not a folder; choose another path for the preset")
@@ -633,7 +657,7 @@ def save_preset(model, folder, metadata=None, model_card=None, extra_files=None)
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )
-    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-{os.getpid()}-", dir=folder.parent))
     try:
         _write_bytes(temporary / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         model.save_weights(str(temporary / WEIGHTS_FILE))
@@ -659,7 +683,7 @@ def _publish(temporary, folder):
     if not folder.exists():
         os.rename(temporary, folder)
         return
-    backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+    backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-{os.getpid()}-", dir=folder.parent))
     os.rmdir(backup)
     os.rename(folder, backup)
     try:

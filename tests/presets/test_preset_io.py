@@ -332,3 +332,32 @@ def test_a_config_with_unknown_keys_or_an_impossible_size_is_refused_before_any_
         load_preset(preset_dir)
     assert all(word in str(error.value) for word in words), str(error.value)
     assert not made
+
+
+def _dead_pid():
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_what_a_killed_save_left_is_removed_or_put_back(tmp_path, tiny_model, inputs):
+    """A save killed while writing leaves ``.<name>.partial-<pid>-*``; one
+    killed between its two renames leaves the previous preset in
+    ``.<name>.old-<pid>-*`` and no folder. The next save of that folder
+    removes the first and puts the second back before replacing it; a live
+    process's folders are left alone."""
+    from keras_rmz.presets.preset_io import _recover_interrupted_save
+
+    folder = save_preset(tiny_model, tmp_path / "p")
+    dead = _dead_pid()
+    partial = tmp_path / f".p.partial-{dead}-x1"
+    partial.mkdir()
+    (partial / "config.json").write_text("{")
+    live = tmp_path / f".p.partial-{os.getppid()}-x2"
+    live.mkdir()
+    save_preset(tiny_model, folder)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.lstrip(".").startswith("p")) == [live.name, "p"]
+
+    folder.rename(tmp_path / f".p.old-{dead}-x3")
+    _recover_interrupted_save(folder)
+    np.testing.assert_allclose(outputs(load_preset(folder), inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.lstrip(".").startswith("p")) == [live.name, "p"]
