@@ -5,7 +5,8 @@ import pathlib
 
 
 def read_input_stack(
-    path, *, z_step_um=None, pixel_um=None, channel=None, channel_option="--channel", pixel_option="--pixel-size"
+    path, *, z_step_um=None, pixel_um=None, channel=None, time=None, channel_option="--channel",
+    pixel_option="--pixel-size", time_option="--time",
 ):
     """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
     the file does not record them: a file that records its physical sizes is
@@ -15,7 +16,7 @@ def read_input_stack(
     from keras_rmz.io import read_stack_with_defaults
 
     try:
-        stack = read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel)
+        stack = read_stack_with_defaults(path, z_step_um=z_step_um, pixel_um=pixel_um, channel=channel, time=time)
     except ValueError as error:
         message = str(error)
         if "does not record" in message:
@@ -26,6 +27,10 @@ def read_input_stack(
                        "Stack(image[None], z=[z], pixel_um=...)).")
         elif "channel=" in message and channel_option:
             message += f" Pass {channel_option}."
+        elif "time=" in message and time_option:
+            message = message.replace("pass time=", f"pass {time_option} T").replace("time must", f"{time_option} must")
+        elif "time must" in message and time_option:
+            message = message.replace("time must", f"{time_option} must")
         raise ValueError(message) from error
     kind = stack.data.dtype.kind
     if kind not in "uif":

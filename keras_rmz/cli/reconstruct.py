@@ -106,6 +106,7 @@ def add_parser(subparsers):
         "size differs from the preset's by more than 2%% are resampled to it, and the volume back",
     )
     source.add_argument("--channel", type=int, metavar="C", help="channel to read from a multi-channel file")
+    source.add_argument("--time", type=int, metavar="T", help="time point (0-based) to read from a time series")
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -180,6 +181,7 @@ def run(args):
         z_step_um=args.z_step,
         pixel_um=args.pixel_um,
         channel=args.channel,
+        time=args.time,
         pixel_option="--pixel-um (or --pixel-size)",
     )
     indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)

@@ -98,7 +98,7 @@ def _local(tag):
     return tag.rsplit("}", 1)[-1]
 
 
-def _read_ome(xml, series_index, channel):
+def _read_ome(xml, series_index, channel, time=None):
     """Pixel size, z step, per-plane z and stored metadata from OME-XML."""
     out = {"pixel_um": None, "pixel_y_um": None, "z_step_um": None, "plane_z_um": {}, "metadata": None}
     try:
@@ -130,7 +130,7 @@ def _read_ome(xml, series_index, channel):
                 c, z, t = (int(plane.get(k, 0)) for k in ("TheC", "TheZ", "TheT"))
             except ValueError:
                 continue
-            if c != the_c or t != 0:
+            if c != the_c or t != (time or 0):
                 continue
             position = _ome_length_um(plane, "PositionZ", default_unit="reference frame")
             if position is not None:
@@ -220,7 +220,7 @@ def _read_resolution_tags(page):
     return out
 
 
-def _to_zyx(data, axes, channel, path):
+def _to_zyx(data, axes, channel, path, time=None):
     """Reduce tifffile's (unsqueezed) series array to (Z, Y, X) and tell
     whether the file had a plane axis."""
     if "Y" not in axes or "X" not in axes:
@@ -253,11 +253,21 @@ def _to_zyx(data, axes, channel, path):
 
     others = [ax for ax in axes if ax not in "YX"]
     if "T" in others:
-        raise ValueError(
-            f"{path} holds a time series ({data.shape[axes.index('T')]} frames, axes {axes!r}); "
-            "keras_rmz reads one z-stack. Save one time point, or, if the frames are really "
-            "z-slices, relabel them (ImageJ: Image > Properties, swap slices and frames)."
-        )
+        ax = axes.index("T")
+        count = data.shape[ax]
+        if time is None:
+            raise ValueError(
+                f"{path} holds a time series ({count} frames, axes {axes!r}); keras_rmz reads one z-stack: pass "
+                f"time= (an int in 0..{count - 1}) to choose the time point, or, if the frames are really "
+                "z-slices, relabel them (ImageJ: Image > Properties, swap slices and frames)."
+            )
+        if not isinstance(time, (int, np.integer)) or isinstance(time, bool) or not 0 <= time < count:
+            raise ValueError(f"{path}: time must be an int in 0..{count - 1}; got {time!r}.")
+        data = np.take(data, int(time), axis=ax)
+        axes = axes[:ax] + axes[ax + 1 :]
+        others = [a for a in axes if a not in "YX"]
+    elif time not in (None, 0):
+        raise ValueError(f"{path} holds one time point; time must be None or 0, got {time!r}.")
     unknown = [ax for ax in others if ax not in _PLANE_AXES]
     if unknown or len(others) > 1:
         raise ValueError(
@@ -272,7 +282,7 @@ def _to_zyx(data, axes, channel, path):
     return data[None], False
 
 
-def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
+def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, time=None):
     """Read a z-stack from an OME-TIFF, an ImageJ hyperstack or a plain TIFF.
 
     Physical sizes come from the file, and explicit arguments override them:
@@ -297,6 +307,7 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
             the file). Give at most one of ``z_um`` and ``z_step_um``.
         pixel_um: lateral pixel size in µm (overrides the file).
         channel: which channel to read from a multi-channel file.
+        time: which time point to read from a time series (0-based).
 
     Returns:
         A ``Stack`` with the file's dtype; ``metadata`` is what ``write_stack``
@@ -344,13 +355,13 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None):
         page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
         info = {"pixel_um": None, "pixel_y_um": None, "z_step_um": None, "plane_z_um": {}, "metadata": None}
         if tif.is_ome and tif.ome_metadata:
-            info.update(_read_ome(tif.ome_metadata, 0, channel))
+            info.update(_read_ome(tif.ome_metadata, 0, channel, time))
         elif tif.is_imagej and tif.imagej_metadata is not None:
             info.update(_read_imagej(tif.imagej_metadata, page))
         if info["pixel_um"] is None:
             info.update(_read_resolution_tags(page))
 
-    data, has_plane_axis = _to_zyx(data, axes, channel, path)
+    data, has_plane_axis = _to_zyx(data, axes, channel, path, time)
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     num_planes = data.shape[0]
@@ -420,7 +431,7 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def read_stack_with_defaults(path, *, z_step_um=None, pixel_um=None, channel=None):
+def read_stack_with_defaults(path, *, z_step_um=None, pixel_um=None, channel=None, time=None):
     """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
     the file does not record them: a file that records its physical sizes is
     read as it is (non-uniform z positions included).
@@ -444,7 +455,7 @@ def read_stack_with_defaults(path, *, z_step_um=None, pixel_um=None, channel=Non
         attempts.append({"z_step_um": z_step_um, "pixel_um": pixel_um})
     for fills in attempts:
         try:
-            return read_stack(path, channel=channel, **fills)
+            return read_stack(path, channel=channel, time=time, **fills)
         except ValueError as error:
             last_error = error
     raise last_error

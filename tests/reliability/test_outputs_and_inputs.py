@@ -236,6 +236,28 @@ def test_int8_intensities_are_read_and_reconstructed(tmp_path):
     assert volume.dtype == np.float32 and volume.shape == (1, 16, 16) and np.all(np.isfinite(volume))
 
 
+def test_a_time_series_needs_a_time_point(tmp_path):
+    """A TZCYX OME-TIFF: without a time point an error gives the frames and
+    the option (before a backend starts); read_stack(time=) and --time pick
+    one."""
+    data = np.arange(2 * 4 * 2 * 16 * 16, dtype=np.uint16).reshape(2, 4, 2, 16, 16)
+    path = tmp_path / "tzcyx.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "TZCYX", "PhysicalSizeX": 0.1, "PhysicalSizeZ": 0.5})
+    stack = read_stack(path, channel=1, time=1)
+    np.testing.assert_array_equal(stack.data, data[1, :, 1])
+    np.testing.assert_allclose(stack.z, [0.0, 0.5, 1.0, 1.5])
+    with pytest.raises(ValueError, match=r"2 frames.*pass time= \(an int in 0..1\)"):
+        read_stack(path, channel=1)
+    with pytest.raises(ValueError, match=r"time must be an int in 0..1; got 2"):
+        read_stack(path, channel=1, time=2)
+    argv = ["reconstruct", path, "--input-planes", "0", "3", "--output-z", "0.5", "--channel", "1", "-o",
+            tmp_path / "o.ome.tif", "--preset"]
+    code, err, backends = _cli(*argv, "no_such_preset")
+    assert code == 2 and "2 frames" in err and "pass --time T (an int in 0..1)" in err and backends == []
+    code, err, backends = _cli(*argv, "no_such_preset", "--time", "1")
+    assert code == 2 and "unknown preset 'no_such_preset'" in err and backends == []  # the stack was read
+
+
 @pytest.mark.parametrize("side", [1, 7])
 def test_planes_smaller_than_the_network_needs_are_refused_with_the_reason(side):
     from keras_rmz.models import RecurrentMZ
