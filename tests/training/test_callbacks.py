@@ -70,6 +70,27 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.h5"]
 
 
+def test_a_killed_checkpoint_writes_temporary_is_removed_by_the_next_save(tmp_path):
+    """What a process killed while writing checkpoint.h5 leaves (a hidden
+    temporary named after its pid) is removed by the next save of a resumed
+    run; a live writer's temporary is kept."""
+    model = dense_model()
+    checkpoint = TrainingCheckpoint(tmp_path, monitor=None)
+    checkpoint.global_step = 5
+    checkpoint.save(model)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    stale = tmp_path / f".checkpoint.h5.{dead}.0123abcd.tmp"
+    stale.write_bytes(bytes(1 << 20))
+    live = tmp_path / f".checkpoint.h5.{os.getppid()}.4567abcd.tmp"
+    live.write_bytes(b"")
+    resumed = TrainingCheckpoint(tmp_path, monitor=None)
+    resumed.global_step = 7
+    resumed.save(model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "checkpoint.h5"])
+    assert TrainingCheckpoint.read_state(tmp_path)["global_step"] == 7
+
+
 def test_restoring_into_another_model_is_a_clear_error(tmp_path):
     checkpoint = TrainingCheckpoint(tmp_path, monitor=None)
     checkpoint.save(dense_model(units=3))
