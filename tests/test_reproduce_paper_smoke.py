@@ -15,6 +15,10 @@ import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
+# The script's orchestration (page, figures, tables) does not depend on the
+# backend; the five models it runs are tested on every backend in tests/models.
+pytestmark = pytest.mark.run_once
+
 
 def _load():
     key = "_rmz_example_reproduce_paper"
