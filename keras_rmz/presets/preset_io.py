@@ -352,15 +352,17 @@ def check_constructor_config(cls, arguments, where):
         )
     base, depth = arguments.get("base_filters"), arguments.get("depth")
     kernel = arguments.get("kernel_size", 3)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (base, depth, kernel)):
+    kernel = kernel[0] if isinstance(kernel, (list, tuple)) and kernel else kernel
+    # JSON numbers: 1e6 arrives as a float.
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e12 for v in (base, depth, kernel)):
         return  # not a base_filters/depth network, or the class's own checks answer
-    lower_bound = 4 * kernel**2 * (base * 2 ** (depth - 1)) ** 2
+    lower_bound = 4 * float(kernel) ** 2 * (float(base) * 2 ** (min(float(depth), 64) - 1)) ** 2
     memory = _physical_memory_bytes()
     if memory and lower_bound > memory:
         raise ValueError(
-            f"{CONFIG_FILE} in {where}: base_filters={base}, depth={depth}, kernel_size={kernel} need at least "
-            f"{lower_bound / 2**30:,.0f} GiB of float32 weights, more than this machine's {memory / 2**30:,.0f} GiB "
-            "of memory; the shipped presets use base_filters 16-32 and depth 3-4"
+            f"{CONFIG_FILE} in {where}: base_filters={base:g}, depth={depth:g}, kernel_size={kernel:g} need at "
+            f"least {lower_bound / 2**30:,.0f} GiB of float32 weights, more than this machine's "
+            f"{memory / 2**30:,.0f} GiB of memory"
         )
 
 

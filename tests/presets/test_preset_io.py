@@ -317,7 +317,8 @@ def test_a_preset_saved_on_one_backend_loads_on_another(preset_dir, tiny_model, 
 
 @pytest.mark.parametrize("change, words", [
     ({"base_filter": 8}, ["'base_filter'", "does not take", "base_filters"]),
-    ({"base_filters": 1_000_000}, ["base_filters=1000000", "GiB of float32 weights", "GiB of memory"]),
+    ({"base_filters": 1_000_000}, ["base_filters=1e+06", "GiB of float32 weights", "GiB of memory"]),
+    ({"base_filters": 1e6}, ["base_filters=1e+06", "GiB of float32 weights", "GiB of memory"]),
 ])  # fmt: skip
 def test_a_config_with_unknown_keys_or_an_impossible_size_is_refused_before_any_layer(
     monkeypatch, preset_dir, change, words
