@@ -36,6 +36,7 @@ import uuid
 
 
 def process_running(pid):
+    """Whether process ``pid`` runs on this machine (signal 0: nothing is sent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
