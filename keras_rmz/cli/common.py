@@ -27,10 +27,8 @@ def read_input_stack(
                        "Stack(image[None], z=[z], pixel_um=...)).")
         elif "channel=" in message and channel_option:
             message += f" Pass {channel_option}."
-        elif "time=" in message and time_option:
+        elif time_option:  # read_stack's time= is the command's time_option
             message = message.replace("pass time=", f"pass {time_option} T").replace("time must", f"{time_option} must")
-        elif "time must" in message and time_option:
-            message = message.replace("time must", f"{time_option} must")
         raise ValueError(message) from error
     kind = stack.data.dtype.kind
     if kind not in "uif":

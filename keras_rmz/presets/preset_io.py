@@ -344,11 +344,12 @@ def check_constructor_config(cls, arguments, where):
     memory: for a ``base_filters``/``depth`` network the deepest level's one
     k x k convolution alone holds ``k² (base_filters 2^(depth-1))²`` float32
     weights, a lower bound of the whole model's."""
-    unknown = sorted(set(arguments) - constructor_arguments(cls))
+    accepted = constructor_arguments(cls)
+    unknown = sorted(set(arguments) - accepted)
     if unknown:
         raise ValueError(
             f"{CONFIG_FILE} in {where} gives {cls.__name__} the argument(s) {', '.join(map(repr, unknown))}, which it "
-            f"does not take; it takes {', '.join(sorted(constructor_arguments(cls)))}"
+            f"does not take; it takes {', '.join(sorted(accepted))}"
         )
     base, depth = arguments.get("base_filters"), arguments.get("depth")
     kernel = arguments.get("kernel_size", 3)
