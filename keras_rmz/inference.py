@@ -16,6 +16,7 @@ import numpy as np
 from keras_rmz.backend.device import auto_batch_size
 from keras_rmz.backend.memory import reuse_freed_memory
 from keras_rmz.data.normalization import Normalization, compute_normalization
+from keras_rmz.precision import check_precision, resolve_precision, with_precision
 
 # Whole-plane inference up to this many pixels; larger planes are tiled.
 DEFAULT_MAX_TILE_PIXELS = 1024 * 1024
@@ -336,6 +337,7 @@ def reconstruct_volume(
     jit_compile="auto",
     pixel_um=None,
     extrapolate=False,
+    precision="auto",
 ):
     """Infers the planes at ``output_z`` from M input planes.
 
@@ -390,6 +392,11 @@ def reconstruct_volume(
             output resampled back to exactly (H, W).
         extrapolate: bool, reconstruct output planes beyond the preset's
             trained range (with a warning) instead of raising ValueError.
+        precision: "auto", "float32", "bfloat16" or "float16": the type the
+            network computes in (``keras_rmz.precision.with_precision``;
+            weights stay float32). "auto" is ``resolve_precision("auto")``:
+            bfloat16 on CPUs with Intel AMX under TensorFlow and PyTorch and
+            on recent NVIDIA GPUs, float32 elsewhere (docs/performance.md).
 
     Returns:
         float32 array (K, H, W) in the input's intensity units, at the
@@ -406,6 +413,7 @@ def reconstruct_volume(
             raise ValueError(f"batch_size must be 'auto' or a positive integer; got {batch_size!r}")
         batch_size = int(batch_size)
     resolve_jit_compile(model, jit_compile)
+    check_precision(precision)
     if tile_size is not None and int(tile_size) < MIN_TILE_SIZE:
         raise ValueError(f"tile_size must be None or an integer >= {MIN_TILE_SIZE}; got {tile_size}")
     if int(tile_overlap) < 0:
@@ -438,6 +446,7 @@ def reconstruct_volume(
     if tile_size is None:
         tile_size = max(height, width) if height * width <= DEFAULT_MAX_TILE_PIXELS else DEFAULT_TILE_SIZE
     tile_size = int(tile_size)
+    model = with_precision(model, precision)
     while True:
         try:
             planes = batch_size
@@ -461,7 +470,7 @@ def reconstruct_volume(
 
 
 def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs", batch_size="auto", tile_size=None,
-                      extrapolate=False, verbose=True, record=None):
+                      extrapolate=False, verbose=True, record=None, precision="auto"):
     """The volume at ``output_z`` from planes ``input_planes`` of ``stack``,
     as a ``Stack`` that says how it was made (what ``keras-rmz reconstruct``
     writes): the stack's pixel size and metadata, plus ``keras_rmz_version``
@@ -478,7 +487,7 @@ def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs
             planes, as ``reconstruct`` does), "stack" (from every plane of the
             stack, as the paper's training data were) or None (intensities
             as they are).
-        batch_size, tile_size, extrapolate, verbose: as in
+        batch_size, tile_size, extrapolate, verbose, precision: as in
             ``reconstruct_volume``.
         record: more keys for the ``reconstruction`` record (e.g. the
             source file and the preset handle).
@@ -510,7 +519,7 @@ def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs
     volume = reconstruct_volume(
         model, images, input_z, output_z, batch_size=batch_size, tile_size=tile_size,
         normalize={"stack": normalization, "inputs": "auto", None: None}[normalize], verbose=verbose,
-        pixel_um=stack.pixel_um, extrapolate=extrapolate,
+        pixel_um=stack.pixel_um, extrapolate=extrapolate, precision=precision,
     )
     if normalize == "inputs":
         normalization = resolve_normalization(model, images, "auto")
@@ -529,6 +538,7 @@ def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs
             "pixel_um": stack.pixel_um,
             "resampled_to_pixel_um": preset_pixel if ood.needs_resampling(stack.pixel_um, preset_pixel) else None,
             "extrapolate": bool(extrapolate),
+            "precision": resolve_precision(precision),
             **(record or {}),
         },
     }

@@ -9,6 +9,10 @@ import pytest
 # Never touch the network from tests, whatever the environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# precision="auto" means float32 in tests, whatever the CPU: results (and
+# their tolerances) must not depend on whether the machine has Intel AMX.
+# tests/test_precision.py unsets it to test "auto" itself.
+os.environ.setdefault("KERAS_RMZ_PRECISION", "float32")
 # Tests compile many tiny XLA programs (JAX compiles every model build and
 # call; TensorFlow with jit_compile): optimizing the machine code costs more
 # than running it. Halves the JAX suite's time; results stay within the

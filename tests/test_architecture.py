@@ -20,6 +20,7 @@ FLOORS = {
     "layers": 0,
     "losses": 0,
     "simulate": 0,
+    "precision": 0,
     "data": 1,
     "inference": 1,
     "metrics": 1,

@@ -50,6 +50,12 @@ def conv(inputs, kernel, strides=1, padding="valid", dilation_rate=1):
 
 
 def _pool(op, inputs, pool_size, strides, padding):
+    if keras.backend.backend() == "tensorflow" and len(inputs.shape) == 5 and inputs.dtype == "float16":
+        # TensorFlow 2.21 has no float16 3D pooling kernel on a CPU ("No
+        # OpKernel was registered to support Op 'MaxPool3D'"): pool in
+        # float32 (exact for the maximum) and cast back.
+        outputs = op(ops.cast(inputs, "float32"), pool_size, strides, padding, "channels_last")
+        return ops.cast(outputs, "float16")
     if not _views_channels_first():
         return op(inputs, pool_size, strides, padding, "channels_last")
     outputs = op(_to_channels_first(inputs), pool_size, strides, padding, "channels_first")

@@ -24,7 +24,7 @@ import argparse
 import os
 import pathlib
 
-from keras_rmz.cli.arguments import add_batch_size_argument
+from keras_rmz.cli.arguments import add_batch_size_argument, add_precision_argument
 from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import non_negative_int as _seed
 from keras_rmz.cli.arguments import positive_float as _positive_float
@@ -99,6 +99,7 @@ def add_parser(subparsers):
         help="z (µm) of the input planes (default: M planes Δz apart, centred in the stack)",
     )
     add_batch_size_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -169,6 +170,7 @@ def run(args):
         input_z=args.input_z,
         seed=args.seed,
         batch_size=args.batch_size,
+        precision=args.precision,
         verbose=not args.quiet,
     )
     print("\n".join(lines))

@@ -10,7 +10,7 @@ keras-rmz finetune embryo.ome.tif --preset recurrent_mz_nuclei_m2 -o my_preset/
 
 import argparse
 
-from keras_rmz.cli.arguments import positive_float, positive_int, positive_um
+from keras_rmz.cli.arguments import add_precision_argument, positive_float, positive_int, positive_um
 
 HELP = "fine-tune a preset on your own z-stacks; writes a new preset with a held-out report"
 
@@ -70,6 +70,7 @@ def add_parser(subparsers):
     recipe.add_argument("--ms-ssim-weight", type=float, default=None, metavar="W",
                         help="weight of 1 − MS-SSIM beside 3·BerHu in the loss (default 0; the paper's 1)")
     recipe.add_argument("--seed", type=int, default=0, help="seed of the training draws (default 0)")
+    add_precision_argument(recipe, what="training and the held-out scoring compute")
     parser.add_argument("--overwrite", action="store_true", help="replace a preset already in --output")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -87,7 +88,7 @@ def run(args):
         patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
         eval_every=args.eval_every, ema=DEFAULT_EMA if args.ema is None else args.ema,
         ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT if args.ms_ssim_weight is None else args.ms_ssim_weight,
-        overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
+        precision=args.precision, overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
         verbose=0 if args.quiet else 1,
     )
     return 0 if result is not None else 1

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from keras_rmz.cli.arguments import add_batch_size_argument
+from keras_rmz.cli.arguments import add_batch_size_argument, add_precision_argument
 from keras_rmz.cli.arguments import finite_um as _float
 from keras_rmz.cli.arguments import positive_int as _positive_int
 from keras_rmz.cli.arguments import parse_output_z, select_input_planes
@@ -139,6 +139,7 @@ def add_parser(subparsers):
         "halved automatically on out-of-memory errors",
     )
     add_batch_size_argument(inference)
+    add_precision_argument(inference)
     normalization = inference.add_mutually_exclusive_group()
     normalization.add_argument(
         "--no-normalize",
@@ -222,7 +223,7 @@ def run(args):
             model, stack, indices, output_z,
             normalize=None if args.no_normalize else "stack" if args.normalize_from_stack else "inputs",
             batch_size=args.batch_size, tile_size=args.tile_size, extrapolate=args.extrapolate,
-            verbose=not args.quiet,
+            verbose=not args.quiet, precision=args.precision,
             record={"source": str(stack_path), "preset": str(args.preset), "out_of_distribution": mismatches},
         )
     resampled_to = result.metadata["reconstruction"]["resampled_to_pixel_um"]

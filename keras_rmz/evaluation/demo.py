@@ -73,6 +73,7 @@ def bead_demo(
     input_z=None,
     seed=0,
     batch_size="auto",
+    precision="auto",
     verbose=True,
 ):
     """Simulates a bead stack, reconstructs it from M planes with ``model``
@@ -91,7 +92,7 @@ def bead_demo(
         input_z: z (µm) of the input planes; default M planes Δz apart,
             centred in the stack.
         seed: seed of the simulated beads.
-        batch_size: passed to ``reconstruct``.
+        batch_size, precision: passed to ``reconstruct``.
         verbose: progress lines and bar.
 
     Returns:
@@ -142,9 +143,12 @@ def bead_demo(
     )
     images = measured.data[input_index]
 
+    from keras_rmz.backend.precision import resolve_precision
+
     say(f"keras-rmz demo: reconstructing {shape[0]} planes with {type(model).__name__} ({preset})")
     volume = model.reconstruct(
-        images, input_z, z, batch_size=batch_size, verbose="auto" if verbose else False, pixel_um=pixel_um
+        images, input_z, z, batch_size=batch_size, verbose="auto" if verbose else False, pixel_um=pixel_um,
+        precision=precision,
     )
 
     # Scores in the units of a training target: the paper's normalization
@@ -201,6 +205,7 @@ def bead_demo(
                     "model": type(model).__name__,
                     "input_planes": input_index,
                     "input_z_um": [float(v) for v in input_z],
+                    "precision": resolve_precision(precision),
                     "source": "measured.ome.tif",
                 },
             },

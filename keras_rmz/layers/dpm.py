@@ -33,6 +33,13 @@ class DPM(keras.layers.Layer):
         microscopy", Light Sci. Appl. 10, 62 (2021), Fig. 1 and Methods.
     """
 
+    @property
+    def input_dtype(self):
+        # Inputs arrive as float32 under mixed precision too (Keras casts
+        # them to this dtype before call()): the positions must not be
+        # rounded to bfloat16 before the distance is taken.
+        return "float32"
+
     def _check_shapes(self, images_shape, input_z_shape, output_z_shape):
         images_shape = tuple(images_shape)
         input_z_shape = tuple(input_z_shape)
@@ -67,9 +74,13 @@ class DPM(keras.layers.Layer):
         self._check_shapes(images.shape, input_z.shape, output_z.shape)
         dtype = self.compute_dtype
         images = ops.cast(images, dtype)
-        dz = ops.reshape(ops.cast(output_z, dtype), (-1, 1)) - ops.cast(
-            input_z, dtype
+        # The distance in float32, then cast: stage positions of hundreds
+        # of µm rounded to bfloat16 first (8 bits of mantissa: steps of
+        # 0.5-2 µm there) would lose the distance itself.
+        dz = ops.reshape(ops.cast(output_z, "float32"), (-1, 1)) - ops.cast(
+            input_z, "float32"
         )
+        dz = ops.cast(dz, dtype)
         # Broadcast each (b, m) distance over one (H, W, 1) plane.
         dpm = ops.ones_like(images[..., :1]) * dz[:, :, None, None, None]
         return ops.concatenate([images, dpm], axis=-1)

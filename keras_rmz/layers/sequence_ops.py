@@ -103,8 +103,16 @@ class NearestInputPlane(keras.layers.Layer):
     correction to its input.
     """
 
+    @property
+    def input_dtype(self):
+        # Positions arrive as float32 (not cast to the compute dtype).
+        return "float32"
+
     def call(self, images, input_z, output_z):
-        distance = ops.abs(ops.cast(input_z, images.dtype) - ops.expand_dims(ops.cast(output_z, images.dtype), -1))
+        images = ops.cast(images, self.compute_dtype)
+        # Distances in float32 whatever the compute dtype (bfloat16 rounds
+        # stage positions of hundreds of µm to whole µm).
+        distance = ops.abs(ops.cast(input_z, "float32") - ops.expand_dims(ops.cast(output_z, "float32"), -1))
         nearest = ops.cast(distance <= ops.min(distance, axis=1, keepdims=True), images.dtype)
         weights = nearest / ops.sum(nearest, axis=1, keepdims=True)  # (B, M)
         return ops.sum(images * weights[:, :, None, None, None], axis=1)

@@ -4,6 +4,7 @@ training): an image -> the probability that it is a real target image."""
 import keras
 
 from keras_rmz.layers import layout
+from keras_rmz.precision import builds_layers_in_dtype
 from keras_rmz.presets.preset_mixin import PresetMixin
 
 
@@ -51,6 +52,7 @@ class Discriminator(PresetMixin, keras.Model):
         62 (2021), Methods and Fig. S8.
     """
 
+    @builds_layers_in_dtype
     def __init__(
         self,
         base_filters=20,

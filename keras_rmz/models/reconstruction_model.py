@@ -142,6 +142,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
         jit_compile="auto",
         pixel_um=None,
         extrapolate=False,
+        precision="auto",
     ):
         """Infers the image at each output plane from M input planes.
 
@@ -194,6 +195,13 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 ``output_z - input_z`` lies beyond the preset's trained
                 range (widened by 10 % of its width) raise ValueError; True
                 reconstructs them with a warning.
+            precision: "auto" (the fastest precision that keeps accuracy
+                on this hardware and backend: bfloat16 on CPUs with Intel
+                AMX under TensorFlow and PyTorch, bfloat16 or float16 on
+                NVIDIA GPUs, float32 elsewhere; ``KERAS_RMZ_PRECISION``
+                overrides it), "float32", "bfloat16" or "float16". The
+                weights stay float32; a copy of the model computes in the
+                reduced type (docs/performance.md).
 
         Returns:
             numpy float32 array (K, H, W), at the input's pixel size.
@@ -235,4 +243,5 @@ class ReconstructionModel(PresetMixin, keras.Model):
             jit_compile=jit_compile,
             pixel_um=pixel_um,
             extrapolate=extrapolate,
+            precision=precision,
         )

@@ -4,6 +4,7 @@ baselines, in the way MONAI's ``BasicUNet`` serves 1D, 2D and 3D alike."""
 import keras
 from keras import ops
 from keras_rmz.layers import layout
+from keras_rmz.precision import builds_layers_in_dtype
 
 _CONV = {2: layout.Conv2D, 3: layout.Conv3D}
 _CONV_TRANSPOSE = {2: keras.layers.Conv2DTranspose, 3: keras.layers.Conv3DTranspose}
@@ -101,6 +102,7 @@ class UNet(keras.Model):
         from sparse annotation. MICCAI (2016).
     """
 
+    @builds_layers_in_dtype
     def __init__(
         self,
         ndim=2,

@@ -51,7 +51,9 @@ MODEL_CLASSES = ("RecurrentMZ", "RecurrentMZPlus", "DeepZ", "UNet3D")
 # stacks start this far above, so the two never share an object.
 VALIDATION_SEED_OFFSET = 100_000
 # Keys of a resumed run that may differ from the run's first session.
-RESUMABLE_CHANGES = ("output", "training.steps", "training.epochs", "preset")
+# training.precision: the weights and the optimizer state stay float32 in
+# every precision, so a session on other hardware may compute in another.
+RESUMABLE_CHANGES = ("output", "training.steps", "training.epochs", "training.precision", "preset")
 
 
 # --- What a key accepts: the annotation of its field --------------------------
@@ -266,6 +268,9 @@ class TrainingSection:
     checkpoint_every: Annotated[int, COUNT] = 50
     seed: Annotated[int, Int()] = 0
     preset_weights: Annotated[str, Choice(("best", "last"))] = "best"
+    # Keras mixed precision (keras_rmz.precision): "auto" is the fastest that
+    # keeps accuracy on the hardware of each session.
+    precision: Annotated[str, Choice(("auto", "float32", "bfloat16", "float16"))] = "auto"
 
 
 @dataclasses.dataclass

@@ -348,10 +348,11 @@ class HeldOutScorer:
     planes between the inputs, with the truth's peak-to-peak range as data
     range, in the stack's own units; the mean over windows is reported)."""
 
-    def __init__(self, regions, windows, pixel_um):
+    def __init__(self, regions, windows, pixel_um, precision="auto"):
         self.regions = regions
         self.windows = windows
         self.pixel_um = pixel_um
+        self.precision = precision
 
     def window_data(self, window):
         region = self.regions[window.region]
@@ -371,7 +372,7 @@ class HeldOutScorer:
             # The starting preset may be out of its trained range here: that
             # is what fine-tuning is for, and the report says how it scores.
             warnings.simplefilter("ignore")
-            return _reconstruct(method, images, input_z, output_z, self.pixel_um)
+            return _reconstruct(method, images, input_z, output_z, self.pixel_um, self.precision)
 
     def score(self, method, keep=False):
         """Mean metrics over the windows (and the predictions when ``keep``)."""
@@ -391,8 +392,9 @@ class HeldOutScorer:
         return result
 
 
-def _reconstruct(model, images, input_z, output_z, pixel_um):
-    return model.reconstruct(images, input_z, output_z, pixel_um=pixel_um, extrapolate=True, verbose=False)
+def _reconstruct(model, images, input_z, output_z, pixel_um, precision="auto"):
+    return model.reconstruct(images, input_z, output_z, pixel_um=pixel_um, extrapolate=True, verbose=False,
+                             precision=precision)
 
 
 # --------------------------------------------------------------------------
@@ -548,6 +550,7 @@ def finetune(
     output_margin_um=None,
     ema=DEFAULT_EMA,
     ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT,
+    precision="auto",
     overwrite=False,
     resume=True,
     seed=0,
@@ -601,6 +604,12 @@ def finetune(
         ms_ssim_weight: weight of the ``1 − MS-SSIM`` term of the loss,
             beside ``3·BerHu`` (``RecurrentMZLoss``); the paper trains with
             1, fine-tuning defaults to 0 (measured in docs/finetuning.md).
+        precision: ``"auto"``, ``"float32"``, ``"bfloat16"`` or
+            ``"float16"``: the type training and the held-out scoring
+            compute in (Keras mixed precision; float16 with loss scaling).
+            ``"auto"`` is the fastest that keeps accuracy on this hardware
+            (``keras_rmz.precision.resolve_precision``). The written preset
+            holds float32 weights either way.
         overwrite: replace a preset already in ``output``.
         resume: continue an interrupted run of the same settings (its
             state lives in the hidden folder ``.<output>.finetune/`` beside
@@ -650,6 +659,9 @@ def finetune(
     if isinstance(ms_ssim_weight, bool) or not isinstance(ms_ssim_weight, (int, float)) \
             or not (math.isfinite(ms_ssim_weight) and ms_ssim_weight >= 0):
         raise ValueError(f"ms_ssim_weight must be a number >= 0 (0: BerHu alone; the paper's 1); got {ms_ssim_weight!r}")
+    from keras_rmz.backend.precision import check_precision
+
+    check_precision(precision)
     folder = _check_output(output, overwrite)
     metadata, class_short = _preset_metadata(preset)
     _check_class(class_short, targets is not None, f"preset {str(preset)!r}")
@@ -733,13 +745,17 @@ def finetune(
     from keras_rmz.presets import load_preset
     from keras_rmz.training.callbacks import TrainingCheckpoint
 
+    from keras_rmz.precision import policy_name, resolve_precision
+
     keras.utils.set_random_seed(seed)
-    model = load_preset(str(preset) if isinstance(preset, os.PathLike) else preset)
-    scorer = HeldOutScorer(held, windows, data_pixel)
+    precision = resolve_precision(precision)
+    handle = str(preset) if isinstance(preset, os.PathLike) else preset
+    model = load_preset(handle, dtype=policy_name(precision))
+    scorer = HeldOutScorer(held, windows, data_pixel, precision)
     if verbose:
         print(f"fine-tune: {len(stack_list)} stack(s), pixel {data_pixel:g} µm"
               + (f" (resampled to the preset's {trained_pixel:g} µm for training)" if resample else "")
-              + f"; M = {num_inputs}, Δz = {input_spacing_um:g} µm; held out: "
+              + f"; M = {num_inputs}, Δz = {input_spacing_um:g} µm; {precision}; held out: "
               + ", ".join(r.name for r in held) + f"; {len(windows)} scoring window(s)")
     if state is None:
         baselines = {name: scorer.score(name) for name in ("linear interpolation", "nearest plane")}
@@ -754,6 +770,8 @@ def finetune(
     elif verbose:
         print(f"fine-tune: resuming {run_dir} at step {state['steps']} ({state['seconds'] / 60:.1f} min done)")
     state["sessions"] = state.get("sessions", 0) + 1
+    # A run resumed on other hardware may compute in another precision.
+    state["precisions"] = sorted({*state.get("precisions", []), precision})
     if verbose:
         print(f"held out: linear interpolation {state['linear_psnr']:.2f} dB, starting preset "
               f"{state['start_psnr']:.2f} dB")
@@ -811,7 +829,7 @@ def finetune(
         save_state()
     # ---- 4. Keep the best, report, write the preset ------------------------
     kept = "fine-tuned" if state["best_step"] > 0 and state["best_psnr"] > state["start_psnr"] else "starting preset"
-    start_model = load_preset(str(preset) if isinstance(preset, os.PathLike) else preset)
+    start_model = load_preset(handle, dtype=policy_name(precision))
     tuned = start_model
     if kept == "fine-tuned":
         model.set_weights(state["best_weights"])
@@ -921,7 +939,7 @@ def _new_metadata(metadata, preset, settings, state, report, pixel_um, num_input
             "loss": f"3·BerHu(c = 0.1) + {settings['ms_ssim_weight']:g}·(1 − MS-SSIM), Adam, warm-up then cosine decay",
             "steps": report["steps"], "best_step": report["best_step"], "kept": report["kept"],
             "wall_time_s": report["training_seconds"], "sessions": report["sessions"],
-            "backend": keras.backend.backend(), "keras_rmz": __version__,
+            "backend": keras.backend.backend(), "precision": ", ".join(state.get("precisions", [])), "keras_rmz": __version__,
         },
         "metrics": {"finetune_held_out": report},
     }

@@ -119,7 +119,8 @@ def model_card(metadata, report, name):
         "## Training",
         "",
         f"{report['steps']} steps in {report['training_seconds'] / 60:.1f} min "
-        f"({report['sessions']} session(s)); best held-out weights at step {report['best_step']}. "
+        f"({report['sessions']} session(s), {metadata['training']['backend']}, computing in "
+        f"{metadata['training']['precision'] or 'float32'}); best held-out weights at step {report['best_step']}. "
         f"Recipe: {metadata['training']['loss']}; " +
         ", ".join(f"{k} {v}" for k, v in metadata["training"]["recipe"].items()) + ".",
         "",

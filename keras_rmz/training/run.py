@@ -61,6 +61,7 @@ from keras_rmz.io.atomic import write_json
 from keras_rmz.losses import RecurrentMZLoss
 from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 from keras_rmz.models.discriminator import Discriminator
+from keras_rmz.precision import policy_name, precision_of_policy
 from keras_rmz.presets import load_preset, save_preset
 from keras_rmz.simulate import simulate_stack
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
@@ -127,7 +128,7 @@ def _check_resumable(previous, config):
         shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
         raise ValueError(
             f"the config differs from the run in {config.output} in {shown}; a resumed run may change only "
-            "training.steps/epochs and preset. Use --no-resume to start over, or another --output"
+            "training.steps/epochs, training.precision and preset. Use --no-resume to start over, or another --output"
         )
 
 
@@ -312,9 +313,9 @@ def _construct(cls, kwargs, what):
 def build_models(config):
     """``(generator, discriminator or None)`` as the config describes them."""
     name = config.model.class_name
+    policy = policy_name(config.training.precision)
     if config.model.init_preset is not None:
-
-        generator = load_preset(config.model.init_preset)
+        generator = load_preset(config.model.init_preset, dtype=policy)
         if type(generator).__name__ != name:
             raise ValueError(
                 f"model.init_preset {config.model.init_preset!r} holds a {type(generator).__name__}, but "
@@ -332,7 +333,7 @@ def build_models(config):
         kwargs = dict(config.model.config)
         if name == "UNet3D":
             kwargs.setdefault("num_inputs", config.data.num_inputs)
-        generator = _construct(cls, kwargs, "model.config")
+        generator = _construct(cls, {**kwargs, "dtype": policy}, "model.config")
     if hasattr(generator, "check_num_inputs"):
         try:
             generator.check_num_inputs(config.data.num_inputs)
@@ -340,7 +341,8 @@ def build_models(config):
             raise ValueError(f"data.num_inputs: {error}") from None
     discriminator = None
     if config.adversarial:
-        discriminator = _construct(Discriminator, dict(config.discriminator.config), "discriminator.config")
+        discriminator = _construct(Discriminator, {**config.discriminator.config, "dtype": policy},
+                                   "discriminator.config")
     return generator, discriminator
 
 
@@ -773,7 +775,8 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
         "preset": None,
     }
     session = {"command": command, "started_utc": started_utc, "first_step": start_step, "last_step": start_step,
-               "wall_time_s": None, "backend": keras.backend.backend(), "stopped_by": None}
+               "wall_time_s": None, "backend": keras.backend.backend(),
+               "precision": precision_of_policy(generator.dtype_policy), "stopped_by": None}
     run_info["sessions"].append(session)
     write_json(output / RUN_FILE, run_info)
 

@@ -204,10 +204,11 @@ def test_options_are_passed_to_reconstruct_volume(spy, stack_path, tmp_path):
         "reconstruct", str(stack_path), "--input-planes", "0", "-1", "4",
         "--output-z", "1.25", "0.75", "3:4:0.5",
         "--preset", "anything", "-o", str(output),
-        "--tile-size", "64", "--batch-size", "3", "--no-normalize", "-q",
+        "--tile-size", "64", "--batch-size", "3", "--no-normalize", "--precision", "bfloat16", "-q",
     ]  # fmt: skip
     assert cli_main.main(argv) == 0
     (call,) = spy
+    assert call["precision"] == "bfloat16"
     np.testing.assert_array_equal(call["images"], _bead_stack()[[0, 8, 4]])
     np.testing.assert_allclose(call["input_z"], [0.0, 4.0, 2.0])
     np.testing.assert_allclose(call["output_z"], [1.25, 0.75, 3.0, 3.5, 4.0])
@@ -217,6 +218,7 @@ def test_options_are_passed_to_reconstruct_volume(spy, stack_path, tmp_path):
     np.testing.assert_allclose(result.z, [1.25, 0.75, 3.0, 3.5, 4.0])
     assert result.metadata["reconstruction"]["normalization"] is None
     assert result.metadata["reconstruction"]["tile_size"] == 64
+    assert result.metadata["reconstruction"]["precision"] == "bfloat16"
 
 
 def test_input_z_picks_the_nearest_plane_within_half_a_step(spy, stack_path, tmp_path):
@@ -354,6 +356,7 @@ def test_corrupt_preset_is_refused(capsys, stack_path, preset_dir, tmp_path):
         (["--input-planes", "0", "--preset", "p", "--batch-size", "0"], "'auto' or a positive integer"),
         (["--input-planes", "0", "--preset", "p", "--batch-size", "many"], "'auto' or a positive integer"),
         (["--input-planes", "0", "--preset", "p", "--tile-size", "-3"], "positive integer"),
+        (["--input-planes", "0", "--preset", "p", "--precision", "float64"], "invalid choice: 'float64'"),
         (["--preset", "p"], "one of the arguments --input-z --input-planes is required"),
         (["--input-planes", "0", "--preset", "p", "--no-normalize", "--normalize-from-stack"], "not allowed with"),
     ],

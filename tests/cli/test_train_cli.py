@@ -400,12 +400,19 @@ def test_init_preset_run_records_what_it_was_fine_tuned_from(tmp_path, capsys):
         "model": {"class": "RecurrentMZ", "init_preset": str(start)},
         "data": {"simulate": {**TINY_SIMULATE, "count": 1, "seed": 0}, **TINY_DATA},
         "validation": None,
-        "training": {"steps": 1},
+        "training": {"steps": 1, "steps_per_epoch": 1, "precision": "bfloat16"},
         "optimizer": {"learning_rate": 1e-3},
         "loss": {"adversarial_weight": 0.0},
     }
     code, _, _ = run_cli(capsys, ["train", str(write_config(tmp_path / "tune.yaml", config)), "-q"])
     assert code == 0
+    # Resumed in another precision (the weights stay float32 in both).
+    code, _, _ = run_cli(capsys, ["train", str(tmp_path / "tune.yaml"), "-q", "--set", "training.steps=2",
+                                  "--set", "training.precision=float32"])
+    assert code == 0
+    run = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert [s["precision"] for s in run["sessions"]] == ["bfloat16", "float32"]
+    assert "dtype" not in json.loads((tmp_path / "tuned" / "preset" / "config.json").read_text())["config"]
     training = json.loads((tmp_path / "tuned" / "preset" / "metadata.json").read_text())["training"]
     lineage = training["fine_tuned_from"]
     assert lineage["preset"] == str(start) and lineage["description"] == "the starting point"

@@ -213,9 +213,14 @@ def test_cli_finetune(tmp_path, tiny_preset, stack_file, capsys):
     assert training["loss"].startswith("3·BerHu(c = 0.1) + 0·(1 − MS-SSIM)")
     assert main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--steps", "2",
                  "--patch-size", "16", "--batch-size", "2", "--eval-every", "2", "-q", "--overwrite",
-                 "--ms-ssim-weight", "1"]) == 0
+                 "--ms-ssim-weight", "1", "--precision", "bfloat16"]) == 0
     training = json.loads((out / "metadata.json").read_text())["training"]
     assert training["recipe"]["ms_ssim_weight"] == 1 and "+ 1·(1 − MS-SSIM)" in training["loss"]
+    # Trained in bfloat16 (the first run: float32, as tests pin "auto"); the
+    # preset holds float32 weights and a config without the policy.
+    assert training["precision"] == "bfloat16" and "computing in bfloat16" in (out / "README.md").read_text()
+    assert "dtype" not in json.loads((out / "config.json").read_text())["config"]
+    assert load_preset(out).compute_dtype == "float32"
     assert main(["finetune", str(stack_file), "--preset", str(tiny_preset), "-o", str(out), "--steps", "2"]) == 2
     assert "already holds a preset" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

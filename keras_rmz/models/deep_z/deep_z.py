@@ -9,6 +9,7 @@ from keras_rmz.layers.dpm import DPM
 from keras_rmz.layers.sequence_ops import CropToReference, FoldSequence, PadToMultiple
 from keras_rmz.models.reconstruction_model import ReconstructionModel
 from keras_rmz.models.unet import UNet
+from keras_rmz.precision import builds_layers_in_dtype
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
@@ -75,6 +76,7 @@ class DeepZ(ReconstructionModel):
         1323-1331 (2019).
     """
 
+    @builds_layers_in_dtype
     def __init__(
         self,
         base_filters=48,

@@ -10,6 +10,7 @@ from keras_rmz.layers.encoder_block import EncoderBlock
 from keras_rmz.layers.recurrent_block import RecurrentBlock
 from keras_rmz.layers.sequence_ops import CropToReference, FoldSequence, NearestInputPlane, PadToMultiple, UnfoldSequence
 from keras_rmz.models.reconstruction_model import ReconstructionModel
+from keras_rmz.precision import builds_layers_in_dtype
 
 # The authors' public code (a holography sibling sharing the network) differs
 # from the paper's text in these settings; the paper's text gives the defaults.
@@ -89,6 +90,7 @@ class RecurrentMZ(ReconstructionModel):
 
     target_modality = "widefield"
 
+    @builds_layers_in_dtype
     def __init__(
         self,
         base_filters=20,

@@ -9,6 +9,7 @@ from keras_rmz.layers.dpm import DPM
 from keras_rmz.layers.sequence_ops import CropToReference, PadToMultiple
 from keras_rmz.models.reconstruction_model import ReconstructionModel
 from keras_rmz.models.unet import UNet
+from keras_rmz.precision import builds_layers_in_dtype
 
 
 @keras.saving.register_keras_serializable(package="keras_rmz")
@@ -79,6 +80,7 @@ class UNet3D(ReconstructionModel):
         Appl 10, 62 (2021), Methods.
     """
 
+    @builds_layers_in_dtype
     def __init__(
         self,
         num_inputs=3,
