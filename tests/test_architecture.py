@@ -28,6 +28,7 @@ FLOORS = {
     "plot": 1,
     "presets": 1,
     "models": 2,
+    "export": 2,
     "evaluation": 3,
     "training": 3,
     "cli": 4,

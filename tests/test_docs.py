@@ -113,6 +113,7 @@ COMMAND_REWRITES = {
     "reconstruct": [],  # the docs' stacks are tiny files (make_workdir)
     "evaluate": [],
     "presets": [],
+    "export": [],  # a real export of the preset (seconds)
     "train": TINY_TRAINING,
     "simulate": ["--shape", "101", "32", "32"],  # the documented z range, tiny planes
     "demo": ["--shape", "81", "32", "32", "-q"],
@@ -173,6 +174,15 @@ recon_fwhm = np.random.default_rng(1).normal(0.48, 0.05, 40)
 """,
     "docs/presets.md": _REQUEST + """
 norm = keras_rmz.data.compute_normalization(_stack)
+""",
+    "docs/export.md": """
+import numpy as np
+import keras_rmz
+_embryo = keras_rmz.io.read_stack("embryo.ome.tif")
+images = _embryo.data[[30, 60]]                     # z = 6 and 12 µm, as the page's input_z
+input_z, z = [6.0, 12.0], np.arange(6.0, 12.01, 0.5)
+output_z = z
+keras_model = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_nuclei_m2")
 """,
 }
 

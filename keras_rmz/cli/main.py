@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "reconstruct": "keras_rmz.cli.reconstruct",
     "evaluate": "keras_rmz.cli.evaluate",
     "presets": "keras_rmz.cli.presets",
+    "export": "keras_rmz.cli.export",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done".

@@ -140,6 +140,14 @@ def add_parser(subparsers):
     )
     add_batch_size_argument(inference)
     add_precision_argument(inference)
+    inference.add_argument(
+        "--engine",
+        choices=("keras", "onnxruntime", "openvino"),
+        default="keras",
+        help="run the preset's network with Keras (default), or exported to ONNX and run by ONNX Runtime or "
+        "OpenVINO (float32; needs pip install 'keras-rmz[onnx]' or '[openvino]'); tiling, normalization and "
+        "guards are the same",
+    )
     normalization = inference.add_mutually_exclusive_group()
     normalization.add_argument(
         "--no-normalize",
@@ -216,15 +224,26 @@ def run(args):
 
     from keras_rmz.inference import reconstruct_stack
 
+    if args.engine != "keras":
+        from keras_rmz.export import check_engine_precision, require
+
+        check_engine_precision(args.engine, args.precision)
+        require(args.engine)
+        require("export")
     model = load_preset(args.preset)
+    if args.engine != "keras":
+        from keras_rmz.export import engine_model
+
+        model = engine_model(model, args.engine, num_inputs=len(indices))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
         result = reconstruct_stack(
             model, stack, indices, output_z,
             normalize=None if args.no_normalize else "stack" if args.normalize_from_stack else "inputs",
             batch_size=args.batch_size, tile_size=args.tile_size, extrapolate=args.extrapolate,
-            verbose=not args.quiet, precision=args.precision,
-            record={"source": str(stack_path), "preset": str(args.preset), "out_of_distribution": mismatches},
+            verbose=not args.quiet, precision=args.precision if args.engine == "keras" else "float32",
+            record={"source": str(stack_path), "preset": str(args.preset), "out_of_distribution": mismatches,
+                    "engine": args.engine},
         )
     resampled_to = result.metadata["reconstruction"]["resampled_to_pixel_um"]
     write_stack(output_path, result)

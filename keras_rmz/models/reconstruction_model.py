@@ -3,6 +3,7 @@ the M check, ``compile()`` defaults, and ``reconstruct``, the user-level call
 (``keras_rmz.inference`` does the work)."""
 
 import keras
+import numpy as np
 
 from keras_rmz.inference import reconstruct_volume
 from keras_rmz.presets.preset_mixin import PresetMixin
@@ -143,6 +144,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
         pixel_um=None,
         extrapolate=False,
         precision="auto",
+        engine="keras",
     ):
         """Infers the image at each output plane from M input planes.
 
@@ -202,6 +204,11 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 overrides it), "float32", "bfloat16" or "float16". The
                 weights stay float32; a copy of the model computes in the
                 reduced type (docs/performance.md).
+            engine: "keras" (default), "onnxruntime" or "openvino": run the
+                model exported to ONNX (``keras_rmz.export``; once per set
+                of weights) with the same tiling, batching, normalization,
+                resampling and guards. Needs ``keras-rmz[onnx]`` (and
+                ``[openvino]``); computes in float32.
 
         Returns:
             numpy float32 array (K, H, W), at the input's pixel size.
@@ -230,8 +237,14 @@ class ReconstructionModel(PresetMixin, keras.Model):
         volume.shape  # (41, 64, 64): resampled to 0.1 µm pixels inside, back to 0.065 µm
         ```
         """
+        model = self
+        if engine != "keras":
+            from keras_rmz.export import check_engine_precision, engine_model
+
+            check_engine_precision(engine, precision)
+            model = engine_model(self, engine, num_inputs=np.shape(getattr(images, "data", images))[0])
         return reconstruct_volume(
-            self,
+            model,
             images,
             input_z,
             output_z,

@@ -2,6 +2,7 @@
 one volume, the non-recurrent network Recurrent-MZ is compared with."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_rmz.layers import layout
@@ -130,7 +131,9 @@ class UNet3D(ReconstructionModel):
         # shapes) leaves M unknown and __call__ cannot check it, this
         # broadcast refuses M > 1 other than num_inputs at run time, and the
         # slices below refuse M < num_inputs.
-        checked_z = input_z + ops.zeros((1, num_inputs), input_z.dtype)
+        # (A numpy constant: a backend tensor would be captured by a traced
+        # graph, and an ONNX export would ask for it as one more input.)
+        checked_z = input_z + np.zeros((1, num_inputs), "float32")
         x = dpm(pad(images), checked_z, output_z)  # (B, M, H', W', 2)
         # (B, M, H', W', 2) -> (B, H', W', 2M, 1): I_1, DPM_1, I_2, DPM_2, ...
         planes = [x[:, m, :, :, c] for m in range(num_inputs) for c in (0, 1)]
