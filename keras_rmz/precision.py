@@ -38,6 +38,11 @@ from keras_rmz.backend.precision import (  # noqa: F401 - re-exported
     resolve_precision,
 )
 
+__all__ = [
+    "ENVIRONMENT_VARIABLE", "POLICIES", "PRECISIONS", "auto_precision", "builds_layers_in_dtype", "check_precision",
+    "dtype_policy_scope", "policy_name", "precision_of_policy", "resolve_precision", "with_precision",
+]
+
 
 def policy_name(precision):
     """The Keras dtype policy of a precision (``"auto"`` resolved first):

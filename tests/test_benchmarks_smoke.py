@@ -339,3 +339,32 @@ def test_interleaved_speedups_keep_the_output(tmp_path):
     assert set(run["seconds"]) == {"default", "loop", "unfolded", "both"}
     assert all(value > 0 for value in run["seconds"].values())
     assert run["max_abs_difference"] < 1e-4 and run["output_std"] > 1e-3
+
+
+@pytest.mark.run_once  # the script starts each backend in its own process
+def test_precision_benchmark_times_every_precision_and_engine(tmp_path):
+    """benchmarks/precision.py on tiny sizes: every precision is timed on
+    the reconstruct and train cases, every engine on the same network, and
+    the tables and figure are written."""
+    import json
+    import subprocess
+
+    command = [sys.executable, str(BENCHMARKS / "precision.py"), "--quick", "--backends", "tensorflow",
+               "--tasks", "speed,engines", "--repeats", "1", "--out", str(tmp_path), "--tag", "smoke"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = json.loads((tmp_path / "precision_smoke.json").read_text())["records"]
+    speed, engines = records
+    assert speed["task"] == "speed" and speed["backend"] == "tensorflow"
+    for case in speed["cases"].values():
+        assert set(case["ms"]) == {"float32", "bfloat16", "float16"}
+        assert all(value > 0 for values in case["ms"].values() for value in values)
+    assert set(engines["engines"]) >= {"keras float32", "onnxruntime, M dynamic", "openvino, M = 2"}
+    table = (tmp_path / "precision_smoke.md").read_text()
+    assert "bfloat16 speed-up" in table and "onnxruntime" in table
+    assert (tmp_path / "precision_smoke.png").stat().st_size > 0
+    # The accuracy table compares every reduced precision with float32.
+    bench = _load("precision")
+    text = bench._tables([{"task": "accuracy", "backend": "tensorflow",
+                           "presets": {"p": {"float32": 30.0, "bfloat16": 29.99}}}])
+    assert "| tensorflow | p | 30.000 dB | 29.990 dB (-0.010) | – | 0.010 dB |" in text
