@@ -395,7 +395,7 @@ def reconstruct_volume(
         precision: "auto", "float32", "bfloat16" or "float16": the type the
             network computes in (``keras_rmz.precision.with_precision``;
             weights stay float32). "auto" is ``resolve_precision("auto")``:
-            bfloat16 on CPUs with Intel AMX under TensorFlow and PyTorch and
+            bfloat16 on CPUs with Intel AMX under TensorFlow and
             on recent NVIDIA GPUs, float32 elsewhere (docs/performance.md).
 
     Returns:

@@ -35,7 +35,7 @@ def no_override(monkeypatch):
     "backend, flags, capability, expected",
     [
         ("tensorflow", AMX, None, "bfloat16"),
-        ("torch", AMX, None, "bfloat16"),
+        ("torch", AMX, None, "float32"),  # bfloat16 is faster, but moved a preset's PSNR by 0.032 dB
         ("jax", AMX, None, "float32"),  # XLA's CPU compiler computes bf16 convolutions in float32
         ("tensorflow", AVX512_BF16_ONLY, None, "float32"),
         ("torch", frozenset(), None, "float32"),
@@ -62,7 +62,7 @@ def test_the_environment_variable_is_what_auto_means(monkeypatch):
 
 def test_auto_on_this_machine_reads_its_cpu(no_override):
     expected = "float32"
-    if keras.backend.backend() in ("tensorflow", "torch") and "amx_bf16" in backend_precision.cpu_flags():
+    if keras.backend.backend() == "tensorflow" and "amx_bf16" in backend_precision.cpu_flags():
         expected = "bfloat16"
     if backend_precision._gpu_compute_capability(keras.backend.backend()) is None:
         assert resolve_precision("auto") == expected

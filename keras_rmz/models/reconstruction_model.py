@@ -199,7 +199,7 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 reconstructs them with a warning.
             precision: "auto" (the fastest precision that keeps accuracy
                 on this hardware and backend: bfloat16 on CPUs with Intel
-                AMX under TensorFlow and PyTorch, bfloat16 or float16 on
+                AMX under TensorFlow, bfloat16 or float16 on
                 NVIDIA GPUs, float32 elsewhere; ``KERAS_RMZ_PRECISION``
                 overrides it), "float32", "bfloat16" or "float16". The
                 weights stay float32; a copy of the model computes in the
