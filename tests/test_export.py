@@ -152,6 +152,20 @@ def test_reconstruct_with_an_engine_exports_once_per_weights():
         model.reconstruct(images, input_z, output_z, engine="tensorrt")
 
 
+def test_bad_arguments_are_refused_before_the_export(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was exported before its arguments were checked")
+
+    monkeypatch.setattr(export, "engine_model", refuse)
+    model = RecurrentMZ(base_filters=4, depth=2)
+    with pytest.raises(ValueError, match="input_z must give one z"):
+        model.reconstruct(np.ones((2, 32, 32)), [0.0, 1.0, 2.0], [1.0], engine="onnxruntime")
+    with pytest.raises(ValueError, match="output_z .* is required"):
+        model.reconstruct(np.ones((2, 32, 32)), [0.0, 1.0], engine="openvino")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        model.reconstruct(np.ones((2, 32, 32)), [0.0, 1.0], [0.5], engine="onnx")
+
+
 @pytest.mark.parametrize(
     "make, num_inputs",
     [(lambda: DeepZ(base_filters=4, depth=2), 1), (lambda: UNet3D(num_inputs=2, base_filters=4, depth=1), 2)],
@@ -205,7 +219,7 @@ def test_bad_requests_get_clear_errors(preset, onnx_file, tmp_path, capsys):
         export.OnnxModel(foreign)
 
 
-def test_a_missing_engine_names_the_extra(monkeypatch, onnx_file):
+def test_a_missing_engine_names_the_extra(monkeypatch, onnx_file, tmp_path, capsys):
     import builtins
 
     real_import = builtins.__import__
@@ -219,6 +233,14 @@ def test_a_missing_engine_names_the_extra(monkeypatch, onnx_file):
     monkeypatch.delitem(sys.modules, "openvino", raising=False)
     with pytest.raises(ImportError, match=r"engine='openvino' needs openvino.*pip install 'keras-rmz\[openvino\]'"):
         export.OnnxModel(onnx_file, engine="openvino")
+    # The command line says it in one line, before the preset is loaded.
+    stack = keras_rmz.io.Stack(_planes(3, 32, 32), np.arange(3) * 1.0, 0.1)
+    keras_rmz.io.write_stack(tmp_path / "stack.ome.tif", stack)
+    argv = ["reconstruct", str(tmp_path / "stack.ome.tif"), "--input-z", "0", "2", "--output-z", "1",
+            "--preset", "recurrent_mz_nuclei_m2", "-o", str(tmp_path / "o.ome.tif"), "--engine", "openvino"]
+    assert cli_main(argv) == 2
+    assert "engine='openvino' needs openvino, which is not installed; install it with: pip install " \
+        "'keras-rmz[openvino]'" in capsys.readouterr().err
 
 
 @pytest.mark.cross_backend

@@ -25,8 +25,9 @@ SUBCOMMANDS = {
     "export": "keras_rmz.cli.export",
 }
 
-# Exceptions that mean "the user asked for something that cannot be done".
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError, TypeError)
+# Exceptions that mean "the user asked for something that cannot be done"
+# (ImportError: an optional extra that is not installed, named in the message).
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError, TypeError, ImportError)
 
 
 def one_line_errors(parser):

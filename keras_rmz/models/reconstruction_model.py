@@ -3,7 +3,6 @@ the M check, ``compile()`` defaults, and ``reconstruct``, the user-level call
 (``keras_rmz.inference`` does the work)."""
 
 import keras
-import numpy as np
 
 from keras_rmz.inference import reconstruct_volume
 from keras_rmz.presets.preset_mixin import PresetMixin
@@ -239,10 +238,18 @@ class ReconstructionModel(PresetMixin, keras.Model):
         """
         model = self
         if engine != "keras":
-            from keras_rmz.export import check_engine_precision, engine_model
+            from keras_rmz.export import check_engine, check_engine_precision, engine_model
+            from keras_rmz.inference import unpack_stack, validate_reconstruct_arguments
 
+            # Bad arguments are reported before the (seconds-long) export.
+            check_engine(engine)
             check_engine_precision(engine, precision)
-            model = engine_model(self, engine, num_inputs=np.shape(getattr(images, "data", images))[0])
+            planes, planes_z, _, _ = unpack_stack(images, input_z, pixel_um)
+            if output_z is None:
+                raise ValueError("output_z (the z of the planes to infer, µm) is required")
+            planes, _, _ = validate_reconstruct_arguments(planes, planes_z, output_z)
+            self.check_num_inputs(planes.shape[0])
+            model = engine_model(self, engine, num_inputs=planes.shape[0])
         return reconstruct_volume(
             model,
             images,
