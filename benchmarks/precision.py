@@ -101,6 +101,19 @@ def _train_case(config, size, batch):
     return run
 
 
+def _nuclei_network():
+    """(the nuclei preset's network with its weights but without its
+    metadata, so random planes meet no pixel-size guard; its config)."""
+    import keras_rmz
+
+    preset = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_nuclei_m2")
+    config = {k: preset.get_config()[k] for k in ("base_filters", "depth", "use_batch_norm", "activation")}
+    model = keras_rmz.RecurrentMZ(**config)
+    model.build_from_config(preset.get_build_config() or {"input_shape": None})
+    model.set_weights(preset.get_weights())
+    return model, config
+
+
 def worker_speed(args):
     import keras
 
@@ -109,12 +122,7 @@ def worker_speed(args):
     from keras_rmz.precision import resolve_precision
 
     size = 64 if args.quick else 512
-    preset = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_nuclei_m2")
-    preset_config = {k: preset.get_config()[k] for k in ("base_filters", "depth", "use_batch_norm", "activation")}
-    # A model without preset metadata: no pixel-size guard for random planes.
-    nuclei = keras_rmz.RecurrentMZ(**preset_config)
-    nuclei.build_from_config(preset.get_build_config() or {"input_shape": None})
-    nuclei.set_weights(preset.get_weights())
+    nuclei, preset_config = _nuclei_network()
     paper = keras_rmz.RecurrentMZ(**({"base_filters": 4, "depth": 2} if args.quick else {}))
     cases = {
         "reconstruct recurrent_mz_nuclei_m2, M = 2": (_reconstruct_case(nuclei, 2, size), "plane"),
@@ -151,16 +159,11 @@ def worker_engines(args):
 
     import keras
 
-    import keras_rmz
     from keras_rmz import export
     from keras_rmz.precision import resolve_precision
 
     size = 64 if args.quick else 512
-    preset = keras_rmz.RecurrentMZ.from_preset("recurrent_mz_nuclei_m2")
-    config = {k: preset.get_config()[k] for k in ("base_filters", "depth", "use_batch_norm", "activation")}
-    model = keras_rmz.RecurrentMZ(**config)
-    model.build_from_config(preset.get_build_config() or {"input_shape": None})
-    model.set_weights(preset.get_weights())
+    model, _ = _nuclei_network()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         dynamic = export.export_onnx(model, pathlib.Path(folder) / "nuclei.onnx")
