@@ -395,8 +395,8 @@ def reconstruct_volume(
         precision: "auto", "float32", "bfloat16" or "float16": the type the
             network computes in (``keras_rmz.precision.with_precision``;
             weights stay float32). "auto" is ``resolve_precision("auto")``:
-            bfloat16 on CPUs with Intel AMX under TensorFlow and
-            on recent NVIDIA GPUs, float32 elsewhere (docs/performance.md).
+            bfloat16 on TensorFlow on CPUs with Intel AMX, float32 elsewhere
+            (measured: docs/performance.md).
 
     Returns:
         float32 array (K, H, W) in the input's intensity units, at the

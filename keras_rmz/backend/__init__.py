@@ -8,7 +8,7 @@ TensorFlow, JAX or PyTorch (``tests/test_architecture.py`` checks it).
 - `keras_rmz.backend.device`: accelerator probes and the output planes per
   model call of ``reconstruct(batch_size="auto")``.
 - `keras_rmz.backend.precision`: which precision ``"auto"`` means on this
-  CPU or GPU and backend.
+  CPU and backend.
 - `keras_rmz.backend.memory`: glibc's reuse of freed memory around eager
   PyTorch inference.
 - `keras_rmz.backend.train_steps`: the adversarial train step, once per

@@ -5,20 +5,21 @@ The decision table, from measurements recorded in docs/performance.md
 (``benchmarks/precision.py``):
 
 - CPU with Intel AMX (``amx_bf16``), TensorFlow: bfloat16. oneDNN runs
-  bfloat16 convolutions on the AMX tiles (2.0-2.4x faster per plane, 1.4x
+  bfloat16 convolutions on the AMX tiles (1.9-2.4x faster per plane, 1.5x
   per training step) and every preset's held-out PSNR moved by 0.012 dB or
   less. float16 has no such path on these CPUs and is slower than float32.
-- CPU with AMX, PyTorch: float32. bfloat16 is 1.7-2.1x faster there too,
+- CPU with AMX, PyTorch: float32. bfloat16 is 1.8-2.2x faster there too,
   but it moved the nuclei preset's held-out PSNR by 0.032 dB, more than the
   0.02 dB "auto" may cost; ``precision="bfloat16"`` is one argument away.
 - CPU, JAX: float32. XLA's CPU compiler computes bfloat16 convolutions in
   float32: no faster (0.8-1.2x), only casts added.
 - CPU without AMX: float32 (reduced precision is emulated or converted).
-- NVIDIA GPU of compute capability 8.0 or more (A100, H100, RTX 30xx and
-  later): bfloat16 (tensor cores, float32's exponent range). 7.x (V100, T4,
-  RTX 20xx): float16. Older: float32. TPU: bfloat16.
-  (Chosen from the hardware's documented tensor-core types: no GPU has
-  measured these here yet.)
+- GPU or TPU: float32, until measured. Their tensor cores make bfloat16 or
+  float16 faster, but "auto" takes a reduced precision only where it was
+  measured to keep every preset within 0.02 dB of float32, and PyTorch's
+  bfloat16 on a CPU did not; no GPU has been available to measure. Pass
+  ``precision="bfloat16"`` there, and check with
+  ``python benchmarks/precision.py --tasks speed,accuracy``.
 
 ``KERAS_RMZ_PRECISION`` (``float32``, ``bfloat16`` or ``float16``), when set,
 is what ``"auto"`` means: one setting for a whole cluster job or test run.
@@ -58,46 +59,15 @@ def cpu_flags():
     return frozenset()
 
 
-def _gpu_compute_capability(backend):
-    """(major, minor) of the first NVIDIA GPU the backend uses, "tpu" for a
-    TPU, None for none (or an accelerator without tensor-core types we know)."""
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            if tf.config.list_logical_devices("TPU"):
-                return "tpu"
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
-                return tuple(capability) if capability else None
-        elif backend == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform == "tpu":
-                return "tpu"
-            if device.platform == "gpu" and getattr(device, "compute_capability", None):
-                return tuple(int(part) for part in str(device.compute_capability).split(".")[:2])
-        elif backend == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return tuple(torch.cuda.get_device_capability(0))
-    except Exception:  # noqa: BLE001 - a failed probe means "no known accelerator"
-        return None
-    return None
-
-
-def auto_precision(backend=None, flags=None, capability="probe"):
+def auto_precision(backend=None, flags=None, accelerator=None):
     """The precision ``"auto"`` stands for here: ``KERAS_RMZ_PRECISION`` when
     set, else the decision table of this module's docstring.
 
     Args:
         backend: the Keras backend (default: the running one).
         flags: CPU flags (default: ``cpu_flags()``).
-        capability: the accelerator, as ``_gpu_compute_capability`` gives
-            it (default: probe the backend's devices).
+        accelerator: whether the backend computes on a GPU or TPU
+            (default: ``keras_rmz.backend.device.has_accelerator()``).
     """
     chosen = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
     if chosen:
@@ -112,14 +82,12 @@ def auto_precision(backend=None, flags=None, capability="probe"):
         import keras
 
         backend = keras.backend.backend()
-    if capability == "probe":
-        capability = _gpu_compute_capability(backend)
-    if capability == "tpu":
-        return "bfloat16"
-    if capability is not None:
-        if capability >= (8, 0):
-            return "bfloat16"
-        return "float16" if capability >= (7, 0) else "float32"
+    if accelerator is None:
+        from keras_rmz.backend.device import has_accelerator
+
+        accelerator = has_accelerator()
+    if accelerator:
+        return "float32"
     flags = cpu_flags() if flags is None else flags
     if backend == "tensorflow" and "amx_bf16" in flags:
         return "bfloat16"

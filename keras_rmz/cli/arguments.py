@@ -52,8 +52,8 @@ def add_precision_argument(parser, what="the network computes"):
         choices=("auto", "float32", "bfloat16", "float16"),
         default="auto",
         help=f"the floating-point type {what} in; weights stay float32 (default: auto, the fastest that keeps "
-        "accuracy here: bfloat16 on CPUs with Intel AMX under TensorFlow and on recent NVIDIA GPUs, "
-        "float32 elsewhere; the environment variable KERAS_RMZ_PRECISION overrides auto)",
+        "accuracy here, as measured: bfloat16 on TensorFlow on CPUs with Intel AMX, float32 elsewhere, "
+        "GPUs included; the environment variable KERAS_RMZ_PRECISION overrides auto)",
     )
 
 

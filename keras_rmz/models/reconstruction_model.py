@@ -197,10 +197,10 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 range (widened by 10 % of its width) raise ValueError; True
                 reconstructs them with a warning.
             precision: "auto" (the fastest precision that keeps accuracy
-                on this hardware and backend: bfloat16 on CPUs with Intel
-                AMX under TensorFlow, bfloat16 or float16 on
-                NVIDIA GPUs, float32 elsewhere; ``KERAS_RMZ_PRECISION``
-                overrides it), "float32", "bfloat16" or "float16". The
+                on this hardware and backend, as measured: bfloat16 on
+                TensorFlow on CPUs with Intel AMX, float32 elsewhere, GPUs
+                included until measured; ``KERAS_RMZ_PRECISION`` overrides
+                it), "float32", "bfloat16" or "float16". The
                 weights stay float32; a copy of the model computes in the
                 reduced type (docs/performance.md).
             engine: "keras" (default), "onnxruntime" or "openvino": run the
