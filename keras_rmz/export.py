@@ -350,9 +350,7 @@ def engine_model(model, engine, num_inputs=None):
         export_onnx(model, path, num_inputs=fixed)
         exported = OnnxModel(path, engine=engine)
     except BaseException:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_folder(folder)
         raise
     weakref.finalize(exported, _remove_folder, folder)
     cache[(engine, fixed)] = (digest, exported)
