@@ -16,6 +16,7 @@ import numpy as np
 from keras_rmz.backend.device import auto_batch_size
 from keras_rmz.backend.memory import reuse_freed_memory
 from keras_rmz.data.normalization import Normalization, compute_normalization
+from keras_rmz.io.resample import resample_planes
 from keras_rmz.precision import check_precision, resolve_precision, with_precision
 
 # Whole-plane inference up to this many pixels; larger planes are tiled.
@@ -235,28 +236,6 @@ def _predict_planes(model, images, input_z, output_z, batch_size, progress=None)
         if progress is not None:
             progress.update(count)
     return np.concatenate(planes, axis=0)
-
-
-def resample_planes(planes, shape):
-    """``planes`` (N, H, W) resampled to (N, h, w) by scikit-image
-    (``skimage.transform.resize``): bilinear, with a Gaussian anti-aliasing
-    filter along each axis that is downsampled, edges reflected. float32."""
-    from skimage.transform import resize
-
-    planes = np.asarray(planes, dtype=np.float32)
-    shape = tuple(int(n) for n in shape)
-    if planes.shape[1:] == shape:
-        return planes
-    downsampling = shape[0] < planes.shape[1] or shape[1] < planes.shape[2]
-    out = resize(
-        planes,
-        (planes.shape[0], *shape),
-        order=1,
-        mode="reflect",
-        anti_aliasing=downsampling,
-        preserve_range=True,
-    )
-    return out.astype(np.float32)
 
 
 def unpack_stack(images, input_z, pixel_um):

@@ -112,27 +112,40 @@ def modality_key(text):
     return key or None
 
 
-def _optics(metadata, *names):
+def _optics(metadata, *names, ranges=False):
     """The first finite number found under ``names`` in ``metadata['optics']``
-    or ``metadata`` itself."""
+    or ``metadata`` itself; with ``ranges``, a preset trained on a range
+    (``[low, high]``, a domain-randomized preset) gives ``(low, high)`` and a
+    single value ``(value, value)``."""
     metadata = metadata or {}
     optics = metadata.get("optics")
     for source in (optics if isinstance(optics, dict) else {}, metadata):
         for name in names:
-            value = _number(source.get(name))
+            value = source.get(name)
+            if ranges and isinstance(value, (list, tuple)) and len(value) == 2:
+                low, high = (_number(v) for v in value)
+                if low is not None and high is not None and 0 < low <= high:
+                    return (low, high)
+            value = _number(value)
             if value is not None and value > 0:
-                return value
+                return (value, value) if ranges else value
     return None
 
 
-def emission_wavelength_um(metadata):
-    """The emission wavelength (µm) a preset's or a stack's metadata records."""
-    return _optics(metadata, "emission_wavelength_um", "wavelength_um")
+def emission_wavelength_um(metadata, ranges=False):
+    """The emission wavelength (µm) a preset's or a stack's metadata records
+    (with ``ranges``: the trained ``(low, high)``)."""
+    return _optics(metadata, "emission_wavelength_um", "wavelength_um", ranges=ranges)
 
 
-def numerical_aperture(metadata):
-    """The numerical aperture a preset's or a stack's metadata records."""
-    return _optics(metadata, "na", "numerical_aperture")
+def numerical_aperture(metadata, ranges=False):
+    """The numerical aperture a preset's or a stack's metadata records (with
+    ``ranges``: the trained ``(low, high)``)."""
+    return _optics(metadata, "na", "numerical_aperture", ranges=ranges)
+
+
+def _trained(low, high, unit_format):
+    return unit_format(low) if low == high else f"{unit_format(low)} to {unit_format(high)}"
 
 
 def _format_z(values):
@@ -238,17 +251,18 @@ def check_request(
             f"(input -> target)"
         )
 
-    preset_wavelength, wavelength = emission_wavelength_um(metadata), emission_wavelength_um(stack_metadata)
-    if preset_wavelength and wavelength and abs(wavelength / preset_wavelength - 1.0) > WAVELENGTH_TOLERANCE:
+    trained, wavelength = emission_wavelength_um(metadata, ranges=True), emission_wavelength_um(stack_metadata)
+    if trained and wavelength and not (
+            trained[0] * (1 - WAVELENGTH_TOLERANCE) <= wavelength <= trained[1] * (1 + WAVELENGTH_TOLERANCE)):
         mismatches.append(
             f"emission wavelength: {wavelength * 1000:.0f} nm; the preset was trained at "
-            f"{preset_wavelength * 1000:.0f} nm (accepted: within {WAVELENGTH_TOLERANCE:.0%})"
+            f"{_trained(*trained, lambda v: f'{v * 1000:.0f} nm')} (accepted: within {WAVELENGTH_TOLERANCE:.0%})"
         )
 
-    preset_na, na = numerical_aperture(metadata), numerical_aperture(stack_metadata)
-    if preset_na and na and abs(na - preset_na) > NA_TOLERANCE:
+    trained, na = numerical_aperture(metadata, ranges=True), numerical_aperture(stack_metadata)
+    if trained and na and not trained[0] - NA_TOLERANCE <= na <= trained[1] + NA_TOLERANCE:
         mismatches.append(
-            f"numerical aperture: NA {na:g}; the preset was trained at NA {preset_na:g} "
+            f"numerical aperture: NA {na:g}; the preset was trained at NA {_trained(*trained, lambda v: f'{v:g}')} "
             f"(accepted: within {NA_TOLERANCE:g})"
         )
     return mismatches

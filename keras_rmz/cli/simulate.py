@@ -5,6 +5,7 @@ Example:
 ```
 keras-rmz simulate beads --out data/beads --count 20
 keras-rmz simulate nuclei --out data/worms --count 10 --confocal --seed 7
+keras-rmz simulate randomized --out data/mixed --count 50 --seed 0   # domain randomization, widefield-v1
 ```
 
 Stack ``i`` is made with seed ``SEED + i``, so any one file can be remade
@@ -24,14 +25,16 @@ import sys
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "simulate",
-        help="simulate wide-field (and confocal) z-stacks of beads or worm nuclei",
+        help="simulate wide-field (and confocal) z-stacks of beads, nuclei, spots or filaments, or domain-randomized ones",
         description=(
             "Simulate fluorescence z-stacks (63x/1.4 NA oil, Gibson-Lanni PSF, camera noise) "
             "and write them as OME-TIFF with physical sizes."
         ),
     )
     parser.add_argument(
-        "sample", choices=("beads", "nuclei"), help="50 nm beads (615 nm) or C. elegans neuron nuclei (GFP)"
+        "sample", choices=("beads", "nuclei", "spots", "filaments", "randomized"),
+        help="50 nm beads (615 nm), C. elegans neuron nuclei (GFP), protein spots (Cy3), microtubule asters "
+        "(GFP), or 'randomized': microscope, sample and camera drawn per stack from --distribution",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
@@ -61,6 +64,11 @@ def add_parser(subparsers):
     sample.add_argument(
         "--no-noise", action="store_true", dest="no_noise", help="write noise-free expected counts (float32)"
     )
+    sample.add_argument(
+        "--distribution", default="widefield-v1", metavar="NAME",
+        help="randomized only: the named distribution of microscopes and samples (default widefield-v1; "
+        "keras_rmz.simulate.DISTRIBUTIONS)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -77,6 +85,8 @@ def _check(args):
         raise ValueError(f"--density must be a number >= 0 (per µm³); got {args.density}")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer; got {args.seed}")
+    if args.sample == "randomized" and args.density is not None:
+        raise ValueError("--density does not apply to 'randomized' stacks: the distribution draws each stack's density")
 
 
 def run(args):
@@ -84,10 +94,14 @@ def run(args):
     from tqdm import tqdm
 
     from keras_rmz.io import write_stack
-    from keras_rmz.simulate import simulate_stack
+    from keras_rmz.simulate import randomized_stack, simulate_stack
+    from keras_rmz.simulate.randomize import draw_parameters
     from keras_rmz.version import __version__
 
     _check(args)
+    randomized = args.sample == "randomized"
+    if randomized:
+        draw_parameters(args.distribution, 0)  # an unknown name fails here, before any work
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder; {out} is a file")
@@ -103,19 +117,28 @@ def run(args):
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
         print(f"keras-rmz simulate: seed {seed}", file=sys.stderr)
-    common = dict(
-        shape=args.shape, z_step_um=args.z_step, pixel_um=args.pixel, density_per_um3=args.density, noise=not args.no_noise
-    )
-    # Fail on bad settings before making the folder or spending minutes.
-    probe = {**common, "shape": (1, 1, 1), "noise": False, "seed": 0, "margin_um": (0.0, 0.0)}
-    simulate_stack(args.sample, modalities[-1], **probe)
+    if randomized:
+        common = dict(shape=args.shape or (91, 256, 256), z_step_um=args.z_step or 0.2, pixel_um=args.pixel,
+                      noise=not args.no_noise)
+
+        def simulate(modality, seed):
+            return randomized_stack(args.distribution, modality, seed=seed, **common)
+    else:
+        common = dict(shape=args.shape, z_step_um=args.z_step, pixel_um=args.pixel, density_per_um3=args.density,
+                      noise=not args.no_noise)
+        # Fail on bad settings before making the folder or spending minutes.
+        probe = {**common, "shape": (1, 1, 1), "noise": False, "seed": 0, "margin_um": (0.0, 0.0)}
+        simulate_stack(args.sample, modalities[-1], **probe)
+
+        def simulate(modality, seed):
+            return simulate_stack(args.sample, modality, seed=seed, **common)
     out.mkdir(parents=True, exist_ok=True)
 
     entries = []
     for i in tqdm(range(args.count), desc=f"simulate {args.sample}", unit="stack", file=sys.stderr):
         entry = {"index": i, "seed": seed + i}
         for modality, name in zip(modalities, names[i]):
-            stack = simulate_stack(args.sample, modality, seed=seed + i, **common)
+            stack = simulate(modality, seed + i)
             write_stack(out / name, stack)
             entry[modality] = name
         entries.append(entry)
@@ -127,7 +150,8 @@ def run(args):
         "shape": list(stack.shape),
         "z_step_um": stack.metadata["z_step_um"],
         "pixel_um": stack.pixel_um,
-        "density_per_um3": stack.metadata["density_per_um3"],
+        "density_per_um3": None if randomized else stack.metadata["density_per_um3"],
+        **({"distribution": args.distribution} if randomized else {}),
         "noise": not args.no_noise,
         "first_seed": seed,
         "stacks": entries,

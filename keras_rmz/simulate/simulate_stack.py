@@ -11,7 +11,7 @@ from keras_rmz.simulate import samples
 from keras_rmz.simulate.camera import Camera
 from keras_rmz.version import __version__
 
-SAMPLES = ("beads", "nuclei")
+SAMPLES = ("beads", "nuclei", "spots", "filaments")
 MODALITIES = ("widefield", "confocal")
 
 # Paper Methods: beads 101 planes at 0.1 µm, Texas Red (ex 589 / em 615 nm);
@@ -39,6 +39,34 @@ SAMPLE_DEFAULTS = {
         "margin_um": (4.0, 3.2),
         "confocal_brightness": 4.0,
     },
+    # Protein spots in an embryo, Cy3 (ex 550 / em 570 nm).
+    "spots": {
+        "shape": (91, 256, 256),
+        "z_step_um": 0.2,
+        "emission_wavelength_um": 0.570,
+        "excitation_wavelength_um": 0.550,
+        "density_per_um3": samples.DEFAULT_SPOT_DENSITY_PER_UM3,
+        "margin_um": (4.0, 3.2),
+        "confocal_brightness": 2.0,
+    },
+    # Microtubule asters, GFP (FITC set).
+    "filaments": {
+        "shape": (91, 256, 256),
+        "z_step_um": 0.2,
+        "emission_wavelength_um": 0.519,
+        "excitation_wavelength_um": 0.495,
+        "density_per_um3": samples.DEFAULT_FILAMENT_LENGTH_PER_UM3,
+        "margin_um": (4.0, 3.2),
+        "confocal_brightness": 2.0,
+    },
+}
+
+# The keyword arguments ``sample_options`` may pass to each sample's generator.
+SAMPLE_OPTIONS = {
+    "beads": ("brightness_sigma",),
+    "nuclei": ("arrangement", "texture", "grain_um", "background_fraction"),
+    "spots": ("arrangement", "size_um", "background_fraction"),
+    "filaments": ("arrangement", "persistence_um", "background_fraction"),
 }
 
 # Independent random streams spawned from the seed: the object is drawn from
@@ -101,6 +129,8 @@ def sample_object(
     margin_um=None,
     positions_um=None,
     brightness=1.0,
+    sample_options=None,
+    haze_photons_per_um3=0.0,
 ):
     """The fluorescent object ``simulate_stack`` images, on its padded grid.
 
@@ -126,6 +156,9 @@ def sample_object(
     z_step_um = _check_positive("z_step_um", defaults["z_step_um"] if z_step_um is None else z_step_um)
     pixel_um = _check_positive("pixel_um", pixel_um)
     brightness = _check_positive("brightness", brightness)
+    options = _check_sample_options(sample, sample_options)
+    if not psf_lib._is_number(haze_photons_per_um3) or haze_photons_per_um3 < 0:
+        raise ValueError(f"haze_photons_per_um3 must be a finite number >= 0; got {haze_photons_per_um3!r}")
     if density_per_um3 is None:
         density_per_um3 = defaults["density_per_um3"]
     if not psf_lib._is_number(density_per_um3) or density_per_um3 < 0:
@@ -153,18 +186,63 @@ def sample_object(
                 )
         photons = samples.BEAD_PHOTONS * brightness
         volume, info = samples.beads(
-            padded, voxel, origin, rng, density_per_um3=density_per_um3, photons=photons, positions_um=positions_um
+            padded, voxel, origin, rng, density_per_um3=density_per_um3, photons=photons, positions_um=positions_um,
+            **options,
         )
     else:
         if positions_um is not None:
             raise ValueError("positions_um is only accepted for sample='beads'")
         field = tuple(n * v for n, v in zip(shape, voxel))
-        photons = samples.NUCLEUS_PHOTONS_PER_UM3 * brightness
-        volume, info = samples.nuclei(
-            padded, voxel, origin, field, rng, density_per_um3=density_per_um3, photons_per_um3=photons
-        )
+        if sample == "nuclei":
+            volume, info = samples.nuclei(
+                padded, voxel, origin, field, rng, density_per_um3=density_per_um3,
+                photons_per_um3=samples.NUCLEUS_PHOTONS_PER_UM3 * brightness, **options,
+            )
+        elif sample == "spots":
+            volume, info = samples.spots(
+                padded, voxel, origin, field, rng, density_per_um3=density_per_um3,
+                photons=samples.SPOT_PHOTONS * brightness, **options,
+            )
+        else:
+            volume, info = samples.filaments(
+                padded, voxel, origin, field, rng, length_per_um3=density_per_um3,
+                photons_per_um=samples.FILAMENT_PHOTONS_PER_UM * brightness, **options,
+            )
+    if haze_photons_per_um3 > 0:
+        # Diffuse fluorescence everywhere in the padded grid (autofluorescence,
+        # unbound dye, tissue above and below the stack), varying by ±40 %
+        # over ~4 µm; imaged through the PSF like the sample.
+        coarse = tuple(max(2, int(math.ceil(n * v / 4.0)) + 1) for n, v in zip(padded, voxel))
+        variation = samples._upsample_linear(samples._smooth_noise(coarse, 1.0, rng), padded)
+        level = haze_photons_per_um3 * float(np.prod(voxel))
+        volume += (level * np.clip(1.0 + 0.4 * variation, 0.2, None)).astype(np.float32)
     info["density_per_um3"] = float(density_per_um3)
     return volume, pad, info
+
+
+def _check_sample_options(sample, options):
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"sample_options must be a dict or None; got {type(options).__name__}")
+    unknown = sorted(set(options) - set(SAMPLE_OPTIONS[sample]))
+    if unknown:
+        raise TypeError(
+            f"unknown sample_options {unknown} for sample={sample!r}; accepted: {list(SAMPLE_OPTIONS[sample])}"
+        )
+    return dict(options)
+
+
+def illumination_field(padded_yx, pad_yx, field_yx, falloff):
+    """Relative excitation on the padded lateral grid: ``1 − falloff ·
+    (r / r_corner)²`` around the field's centre, r_corner its corner (a
+    vignetted field: 1 in the centre, ``1 − falloff`` at the field's
+    corners), floored at 0.05 further out."""
+    y = np.arange(padded_yx[0]) - pad_yx[0] - 0.5 * (field_yx[0] - 1)
+    x = np.arange(padded_yx[1]) - pad_yx[1] - 0.5 * (field_yx[1] - 1)
+    corner = max(math.hypot(0.5 * (field_yx[0] - 1), 0.5 * (field_yx[1] - 1)), 1e-9)
+    r2 = (y[:, None] ** 2 + x[None, :] ** 2) / corner**2
+    return np.maximum(1.0 - falloff * r2, 0.05).astype(np.float32)
 
 
 def _optics_for(sample, modality, optics):
@@ -231,9 +309,13 @@ def simulate_stack(
     margin_um=None,
     positions_um=None,
     brightness=1.0,
+    sample_options=None,
+    haze_photons_per_um3=0.0,
+    illumination=0.0,
+    bleaching=0.0,
     **optics,
 ):
-    """Simulate a fluorescence z-stack of beads or worm nuclei.
+    """Simulate a fluorescence z-stack of beads, nuclei, spots or filaments.
 
     A padded 3D object (see ``sample_object``) is convolved with the
     wide-field (Gibson-Lanni) or confocal PSF by real FFTs, cropped to the
@@ -242,8 +324,9 @@ def simulate_stack(
     wide-field and a confocal call make a registered pair (Recurrent-MZ+).
 
     Args:
-        sample: "beads" (50 nm beads, Texas Red) or "nuclei" (C. elegans
-            neuron nuclei, GFP).
+        sample: "beads" (50 nm beads, Texas Red), "nuclei" (C. elegans
+            neuron nuclei, GFP), "spots" (protein puncta in an embryo, Cy3)
+            or "filaments" (microtubule asters, GFP).
         modality: "widefield" or "confocal".
         shape: (Z, Y, X); default (101, 256, 256) for beads, (91, 256, 256)
             for nuclei (the paper's stacks, 256 x 256 crops).
@@ -261,7 +344,20 @@ def simulate_stack(
         positions_um: beads only: (N, 3) positions (z, y, x) in µm instead of
             random beads (a PSF calibration stack); may lie in the margin.
         brightness: multiplies the sample's photons (1: bead peaks ~1000
-            photons in focus). Confocal nuclei stacks are made with 4x the
+            photons in focus).
+        sample_options: keyword arguments of the sample's generator
+            (``SAMPLE_OPTIONS``): e.g. ``{"arrangement": "embryo"}`` for
+            nuclei (``keras_rmz.simulate.samples.nuclei``).
+        haze_photons_per_um3: diffuse fluorescence filling the whole padded
+            grid, above and below the stack too (autofluorescence, unbound
+            dye, the sample beyond the stack), ±40 % over ~4 µm; imaged
+            through the PSF.
+        illumination: vignetting of the excitation, ``1 − illumination``
+            at the field's corners relative to its centre (0: even); it
+            multiplies the sample's fluorescence at every depth.
+        bleaching: the fraction of the fluorescence lost over the stack's
+            acquisition: plane i (acquired i-th) is dimmed by
+            ``(1 − bleaching) ** (i / (Z − 1))``; the camera background is not. Confocal nuclei stacks are made with 4x the
             excitation of the beads (a thick sample loses most of its light at
             the pinhole), recorded in ``metadata["excitation_gain"]``.
         **optics: ``na`` (1.4), ``n_immersion`` (1.515), ``n_sample`` (None =
@@ -301,10 +397,20 @@ def simulate_stack(
     sequence = _seed_sequence(seed)
     seed_used = int(seed)
 
+    if not psf_lib._is_number(illumination) or not 0 <= illumination < 1:
+        raise ValueError(f"illumination must be a number in [0, 1) (the falloff at the corners); got {illumination!r}")
+    if not psf_lib._is_number(bleaching) or not 0 <= bleaching < 1:
+        raise ValueError(f"bleaching must be a number in [0, 1) (the fraction lost over the stack); got {bleaching!r}")
+
     volume, pad, info = sample_object(
-        sample, shape, z_step_um, pixel_um, density_per_um3, seed_used, margin_um, positions_um, brightness
+        sample, shape, z_step_um, pixel_um, density_per_um3, seed_used, margin_um, positions_um, brightness,
+        sample_options, haze_photons_per_um3,
     )
+    if illumination > 0:
+        volume *= illumination_field(volume.shape[1:], pad[1:], shape[1:], illumination)[None]
     photons = fft_convolve(volume, pad, shape, modality, optics_tuple, pixel_um, z_step_um)
+    if bleaching > 0:
+        photons *= ((1.0 - bleaching) ** (np.arange(shape[0]) / max(shape[0] - 1, 1))).astype(np.float32)[:, None, None]
     del volume
     if modality == "confocal":
         # A confocal stack of a thick sample is much dimmer than the wide-field
@@ -335,12 +441,20 @@ def simulate_stack(
         "units": "counts",
         "z_step_um": z_step_um,
         "density_per_um3": info["density_per_um3"],
-        "num_objects": int(len(info["positions_um"]) if sample == "beads" else len(info["centers_um"])),
+        "num_objects": int(len(info["lengths_um"] if sample == "filaments" else
+                               info["positions_um"] if sample in ("beads", "spots") else info["centers_um"])),
         "margin_um": [pad[0] * z_step_um, pad[1] * pixel_um],
         "brightness": float(brightness),
         "excitation_gain": float(defaults["confocal_brightness"]) if modality == "confocal" else 1.0,
     }
-    if sample == "nuclei":
+    if sample_options:
+        metadata["sample_options"] = dict(sample_options)
+    if haze_photons_per_um3 or illumination or bleaching:
+        metadata["field"] = {"haze_photons_per_um3": float(haze_photons_per_um3),
+                             "illumination": float(illumination), "bleaching": float(bleaching)}
+    if "worm" in info:
         metadata["worm"] = info["worm"]
+    elif "body" in info:
+        metadata["body"] = info["body"]
     z = np.arange(shape[0], dtype=np.float64) * z_step_um
     return Stack(data, z, pixel_um, metadata)

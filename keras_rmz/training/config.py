@@ -43,6 +43,7 @@ from typing import Annotated
 import numpy as np
 
 from keras_rmz.data import volume_dataset
+from keras_rmz.simulate.randomize import DISTRIBUTIONS
 from keras_rmz.simulate.simulate_stack import SAMPLES
 
 # Model classes `keras-rmz train` can build (keras_rmz.models.<name>).
@@ -201,9 +202,11 @@ def _section(path, cls, mapping):
 
 @dataclasses.dataclass
 class SimulateSection:
-    """Simulated stacks (keras_rmz.simulate.simulate_stack); stack i uses seed + i."""
+    """Simulated stacks (keras_rmz.simulate.simulate_stack, or
+    randomized_stack with ``randomize``); stack i uses seed + i."""
 
     sample: Annotated[str, Choice(SAMPLES)] = "beads"
+    randomize: Annotated[str | None, Choice(tuple(DISTRIBUTIONS))] = None
     count: Annotated[int, COUNT] = 8
     shape: Annotated[list | None, Ints(3, "three integers >= 1 [Z, Y, X]")] = None
     z_step_um: Annotated[float | None, POSITIVE] = None

@@ -518,7 +518,7 @@ def _fingerprint(settings):
 
 def _resample_stack(stack, pixel_um):
     """The stack with its planes resampled to ``pixel_um`` (scikit-image)."""
-    from keras_rmz.inference import resample_planes
+    from keras_rmz.io import resample_planes
     from keras_rmz.io import Stack
     from keras_rmz.out_of_distribution import resampled_shape
 

@@ -63,7 +63,8 @@ from keras_rmz.metrics.keras_metrics import PSNR, SSIM
 from keras_rmz.models.discriminator import Discriminator
 from keras_rmz.precision import policy_name, precision_of_policy
 from keras_rmz.presets import load_preset, save_preset
-from keras_rmz.simulate import simulate_stack
+from keras_rmz.simulate import randomized_pair, randomized_stack, simulate_stack
+from keras_rmz.simulate.randomize import describe_distribution
 from keras_rmz.training.adversarial_trainer import AdversarialTrainer
 from keras_rmz.training.callbacks import TrainingCheckpoint
 from keras_rmz.training.config import RESUMABLE_CHANGES
@@ -73,6 +74,9 @@ RUN_FILE = "run.json"
 LOG_FILE = "log.csv"
 PRESET_DIR = "preset"
 SIMULATED_DIR = "simulated"
+# The grid of randomized stacks when data.simulate gives none (the nuclei defaults).
+RANDOMIZED_SHAPE = (91, 256, 256)
+RANDOMIZED_Z_STEP_UM = 0.2
 RUN_FORMAT = "keras_rmz.training_run"
 # Files of a run that --no-resume removes.
 _RUN_FILES = (RUN_FILE, LOG_FILE, "checkpoint.h5", "best.weights.h5", "best.json")
@@ -193,11 +197,12 @@ def _read_stacks(paths, data, what):
     return stacks
 
 
-def _simulate_cached(spec, modality, noise, seed, cache_dir):
-    """``simulate_stack`` of one object, read from ``cache_dir`` when it was
-    simulated before with the same settings (and keras_rmz version)."""
+def _cache_path(spec, modality, noise, seed, cache_dir):
+    if cache_dir is None:
+        return None
     settings = {
         "sample": spec.sample,
+        "randomize": spec.randomize,
         "modality": modality,
         "shape": spec.shape,
         "z_step_um": spec.z_step_um,
@@ -207,35 +212,76 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
         "seed": seed,
         "keras_rmz": __version__,
     }
+    if spec.randomize is None:
+        del settings["randomize"]  # the names of caches made before randomization existed
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    name = f"{spec.sample}_{seed:06d}_{modality}{'' if noise else '_noise_free'}_{digest}.ome.tif"
-    path = None if cache_dir is None else cache_dir / name
+    kind = spec.sample if spec.randomize is None else spec.randomize
+    return cache_dir / f"{kind}_{seed:06d}_{modality}{'' if noise else '_noise_free'}_{digest}.ome.tif"
+
+
+def _read_cached(path):
     if path is not None and path.is_file():
         try:
             return read_stack(path)
         except (ValueError, OSError):
             pass  # a damaged cache file is simulated again
-    stack = simulate_stack(
-        spec.sample,
-        modality,
-        shape=spec.shape,
-        z_step_um=spec.z_step_um,
-        pixel_um=spec.pixel_um,
-        density_per_um3=spec.density_per_um3,
-        noise=noise,
-        seed=seed,
-    )
+    return None
+
+
+def _write_cached(path, stack):
     if path is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_stack(path, stack)
     return stack
+
+
+def _simulate_cached(spec, modality, noise, seed, cache_dir):
+    """``simulate_stack`` (or ``randomized_stack``) of one object, read from
+    ``cache_dir`` when it was simulated before with the same settings (and
+    keras_rmz version)."""
+    path = _cache_path(spec, modality, noise, seed, cache_dir)
+    stack = _read_cached(path)
+    if stack is not None:
+        return stack
+    if spec.randomize is not None:
+        grid = {"shape": spec.shape or RANDOMIZED_SHAPE, "z_step_um": spec.z_step_um or RANDOMIZED_Z_STEP_UM}
+        stack = randomized_stack(spec.randomize, modality, pixel_um=spec.pixel_um, noise=noise, seed=seed, **grid)
+    else:
+        stack = simulate_stack(
+            spec.sample,
+            modality,
+            shape=spec.shape,
+            z_step_um=spec.z_step_um,
+            pixel_um=spec.pixel_um,
+            density_per_um3=spec.density_per_um3,
+            noise=noise,
+            seed=seed,
+        )
+    return _write_cached(path, stack)
+
+
+def _randomized_pair_cached(spec, seed, cache_dir):
+    """A randomized stack and its noise-free twin, simulated once."""
+    paths = [_cache_path(spec, "widefield", noise, seed, cache_dir) for noise in (True, False)]
+    stacks = [_read_cached(path) for path in paths]
+    if all(stack is not None for stack in stacks):
+        return stacks
+    grid = {"shape": spec.shape or RANDOMIZED_SHAPE, "z_step_um": spec.z_step_um or RANDOMIZED_Z_STEP_UM}
+    pair = randomized_pair(spec.randomize, pixel_um=spec.pixel_um, seed=seed, **grid)
+    return [_write_cached(path, stack) for path, stack in zip(paths, pair)]
 
 
 def _simulated_stacks(spec, targets, output, what, verbose):
     cache_dir = output / SIMULATED_DIR if spec.cache else None
     inputs, paired = [], []
     seeds = range(spec.seed, spec.seed + spec.count)
-    for seed in tqdm(seeds, desc=f"simulate {what}", unit="stack", disable=not verbose, file=sys.stderr):
+    desc = f"simulate {what}" + (f" ({spec.randomize})" if spec.randomize else "")
+    for seed in tqdm(seeds, desc=desc, unit="stack", disable=not verbose, file=sys.stderr):
+        if spec.randomize is not None and targets != "confocal" and spec.noise_free_targets:
+            noisy, clean = _randomized_pair_cached(spec, seed, cache_dir)
+            inputs.append(noisy)
+            paired.append(clean)
+            continue
         inputs.append(_simulate_cached(spec, "widefield", True, seed, cache_dir))
         if targets == "confocal":
             paired.append(_simulate_cached(spec, "confocal", not spec.noise_free_targets, seed, cache_dir))
@@ -632,6 +678,18 @@ def preset_metadata(config, stacks, run_info, best, base=None):
         optics = {**optics, "wavelength_um": meta["wavelength_um"]}
     sessions = run_info["sessions"]
     sample_words = SAMPLE_WORDS.get(sample, sample) if sample else None
+    randomization = None
+    if simulate is not None and simulate.randomize is not None:
+        # A domain-randomized preset: the optics it was trained on are ranges.
+        randomization = describe_distribution(simulate.randomize)
+        sample_words = f"domain-randomized samples ({simulate.randomize}: {randomization['description']})"
+        immersions = randomization["immersion"].values()
+        optics = {
+            "model": "gibson-lanni scalar, drawn per stack",
+            "emission_wavelength_um": list(randomization["emission_wavelength_um"]),
+            "na": [min(m["na"][0] for m in immersions), max(m["na"][1] for m in immersions)],
+            "immersion": sorted(randomization["immersion"]),
+        }
     description = config.preset.description or (
         f"{config.model.class_name} ({modality}) trained on "
         + (f"simulated {sample_words}" if simulate is not None else f"the stacks of {data.folder}")
@@ -644,6 +702,10 @@ def preset_metadata(config, stacks, run_info, best, base=None):
                                                      "density_per_um3", "seed", "noise_free_targets")},
             "simulator": meta.get("simulator"),
         }
+        if randomization is not None:
+            source["simulated"] = {k: getattr(simulate, k) for k in ("randomize", "count", "shape", "z_step_um",
+                                                                     "pixel_um", "seed", "noise_free_targets")}
+            source["randomization"] = randomization
     else:
         source = {"folder": str(data.folder), "stacks": len(stacks)}
     best_row = best.get("row", {})

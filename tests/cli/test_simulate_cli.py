@@ -89,3 +89,40 @@ def test_unknown_sample_is_an_argparse_error(tmp_path, capsys):
         main(["simulate", "cells", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "invalid choice: 'cells'" in capsys.readouterr().err
+
+
+def test_randomized_stacks_are_the_api_s_and_record_their_draw(tmp_path):
+    from keras_rmz.simulate import randomized_stack
+
+    out = tmp_path / "mixed"
+    args = ["simulate", "randomized", "--out", str(out), "--count", "2", "--shape", "5", "24", "24", "--seed", "8"]
+    assert main(args + ["--z-step", "0.4"]) == 0
+    stack = read_stack(out / "randomized_0001_widefield.ome.tif")
+    expected = randomized_stack("widefield-v1", shape=(5, 24, 24), z_step_um=0.4, seed=9)
+    np.testing.assert_allclose(stack.data, expected.data, rtol=1e-6)
+    assert stack.pixel_um == pytest.approx(0.1)
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert manifest["distribution"] == "widefield-v1" and manifest["density_per_um3"] is None
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--density", "0.1"], "--density does not apply to 'randomized' stacks"),
+        (["--distribution", "confocal-v9"], "unknown distribution 'confocal-v9'"),
+    ],
+)
+def test_bad_randomized_arguments_exit_before_any_work(tmp_path, capsys, extra, message):
+    out = tmp_path / "never"
+    assert main(["simulate", "randomized", "--out", str(out)] + extra) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("sample", ["spots", "filaments"])
+def test_spots_and_filaments_are_samples_of_their_own(tmp_path, sample):
+    out = tmp_path / sample
+    assert main(["simulate", sample, "--out", str(out), "--shape", "5", "24", "24", "--seed", "1"]) == 0
+    stack = read_stack(out / f"{sample}_0000_widefield.ome.tif")
+    assert stack.metadata["sample"] == sample and stack.data.max() > stack.data.min()

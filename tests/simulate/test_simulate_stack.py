@@ -193,6 +193,11 @@ def test_default_beads_show_tens_of_beads():
         (dict(wavelength=0.5), TypeError, "unknown optics argument"),
         (dict(noise="yes"), TypeError, "noise must be True or False"),
         (dict(camera="sCMOS"), TypeError, "camera must be"),
+        (dict(illumination=1.0), ValueError, "illumination must be a number in"),
+        (dict(bleaching=-0.1), ValueError, "bleaching must be a number in"),
+        (dict(haze_photons_per_um3=float("nan")), ValueError, "haze_photons_per_um3"),
+        (dict(sample_options={"arrangement": "worm"}), TypeError, "unknown sample_options"),
+        (dict(sample_options=["texture"]), TypeError, "sample_options must be a dict"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, match):
@@ -200,3 +205,83 @@ def test_bad_arguments_raise(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         simulate_stack(**args)
+
+
+# ---------------------------------------------------------------- field effects
+
+
+def test_field_effects_are_the_object_convolved_with_the_psf():
+    """Haze, vignetting and a sample's options go into the object that is
+    imaged: the stack equals an independent fftconvolve of that object."""
+    shape, z_step, pixel, margin = (6, 20, 24), 0.5, 0.2, (1.0, 1.0)
+    options = {"arrangement": "embryo", "texture": 0.5}
+    volume, pad, _ = sample_object("nuclei", shape, z_step, pixel, 0.02, seed=3, margin_um=margin,
+                                   sample_options=options, haze_photons_per_um3=200.0)
+    plain, _, _ = sample_object("nuclei", shape, z_step, pixel, 0.02, seed=3, margin_um=margin, sample_options=options)
+    assert np.all(volume >= plain) and volume.sum() > plain.sum()
+    from keras_rmz.simulate.simulate_stack import illumination_field
+
+    volume = volume * illumination_field(volume.shape[1:], pad[1:], shape[1:], 0.3)[None]
+    stack = simulate_stack("nuclei", shape=shape, z_step_um=z_step, pixel_um=pixel, density_per_um3=0.02, noise=False,
+                           seed=3, camera=DARK, margin_um=margin, sample_options=options, haze_photons_per_um3=200.0,
+                           illumination=0.3, emission_wavelength_um=0.519)
+    psf_volume = widefield_psf(tuple(2 * n + 1 for n in volume.shape), pixel_um=pixel, z_step_um=z_step,
+                               emission_wavelength_um=0.519)
+    expected = _independent_image(volume, pad, shape, psf_volume)
+    np.testing.assert_allclose(stack.data, expected, rtol=1e-4, atol=1e-4 * expected.max())
+    assert stack.metadata["field"] == {"haze_photons_per_um3": 200.0, "illumination": 0.3, "bleaching": 0.0}
+    assert stack.metadata["sample_options"] == options and stack.metadata["body"]["shape"] == "ellipsoid"
+
+
+def test_illumination_falls_off_to_one_minus_the_setting_at_the_corners():
+    from keras_rmz.simulate.simulate_stack import illumination_field
+
+    field = illumination_field((30, 40), (5, 5), (20, 30), 0.4)
+    np.testing.assert_allclose(field[5, 5], 0.6, rtol=1e-6)  # the field's corner
+    np.testing.assert_allclose(field[24, 34], 0.6, rtol=1e-6)
+    np.testing.assert_allclose(field[14:16, 19:21].max(), 1 - 0.4 * (0.5**2 + 0.5**2) / (9.5**2 + 14.5**2), rtol=1e-6)
+    assert field.min() >= 0.05
+
+
+def test_a_bead_at_the_corner_is_dimmed_by_the_vignetting():
+    """Two equal beads in focus, one at the centre and one near the corner:
+    their imaged photons (summed over the bead's neighbourhood) differ by
+    the illumination field's ratio at their positions."""
+    pixel, n = 0.1, 101
+    corner_um = (0.5 * (n - 1)) * pixel
+    positions = [[0.0, corner_um, corner_um], [0.0, 1.0, 1.0]]  # centre, and 1 µm from the corner
+    args = dict(shape=(1, n, n), z_step_um=0.1, pixel_um=pixel, noise=False, seed=0, camera=DARK,
+                margin_um=(0.0, 0.0), positions_um=positions)
+    even = simulate_stack("beads", **args).data[0]
+    vignetted = simulate_stack("beads", illumination=0.5, **args).data[0]
+    r2 = ((1.0 - corner_um) ** 2 * 2) / (2 * corner_um**2)
+    for (y, x), expected in (((50, 50), 1.0), ((10, 10), 1 - 0.5 * r2)):
+        window = (slice(y - 5, y + 6), slice(x - 5, x + 6))
+        np.testing.assert_allclose(vignetted[window].sum() / even[window].sum(), expected, rtol=2e-3)
+
+
+def test_bleaching_dims_plane_i_by_the_fraction_lost_to_its_acquisition():
+    args = dict(shape=(11, 24, 24), z_step_um=0.2, pixel_um=0.1, noise=False, seed=2, density_per_um3=0.5)
+    camera = Camera(offset_counts=100.0, background_photons=10.0, gain_counts_per_photon=2.0)
+    plain = simulate_stack("beads", camera=camera, **args).data.astype(np.float64) - 100.0 - 2.0 * 10.0
+    bleached = simulate_stack("beads", camera=camera, bleaching=0.3, **args).data.astype(np.float64) - 120.0
+    ratio = bleached.sum(axis=(1, 2)) / plain.sum(axis=(1, 2))
+    np.testing.assert_allclose(ratio, 0.7 ** (np.arange(11) / 10), rtol=1e-5)
+
+
+def test_uniform_haze_adds_what_energy_conservation_predicts():
+    """Every plane of the wide-field PSF holds all of a point's light, so a
+    fluorescent medium of density d photons/µm³ filling the grid sends
+    d · pixel² · (grid depth) photons into a pixel far from the lateral
+    edges (less what leaves the grid laterally: the margin is wide)."""
+    shape, z_step, pixel, margin = (5, 32, 32), 0.2, 0.1, (1.0, 6.0)
+    haze = 500.0
+    volume, pad, _ = sample_object("beads", shape, z_step, pixel, 0.0, seed=0, margin_um=margin,
+                                   haze_photons_per_um3=haze)
+    stack = simulate_stack("beads", shape=shape, z_step_um=z_step, pixel_um=pixel, density_per_um3=0.0, noise=False,
+                           seed=0, camera=DARK, margin_um=margin, haze_photons_per_um3=haze)
+    depth_um = volume.shape[0] * z_step
+    # The medium's mean density (its ±40 % variation averages out over the grid).
+    density = volume.mean() / (z_step * pixel * pixel)
+    expected = density * pixel**2 * depth_um
+    np.testing.assert_allclose(stack.data.mean(), expected, rtol=0.05)
