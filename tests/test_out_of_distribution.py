@@ -233,6 +233,30 @@ def test_each_mismatch_warns(preset, change, expected):
     assert "keras-rmz finetune STACK --preset" in message and "docs/finetuning.md" in message
 
 
+@pytest.mark.parametrize(
+    "optics, expected",
+    [
+        ({"emission_wavelength_um": 0.52, "na": 1.2}, None),  # inside the trained ranges
+        ({"emission_wavelength_um": 0.44}, None),  # within 5 % of the range's end
+        ({"emission_wavelength_um": 0.75}, "emission wavelength: 750 nm; the preset was trained at 450 nm to 680 nm"),
+        ({"na": 0.8}, "numerical aperture: NA 0.8; the preset was trained at NA 1.1 to 1.49"),
+    ],
+)
+def test_a_preset_trained_on_ranges_warns_only_outside_them(optics, expected):
+    """A domain-randomized preset records its optics as [low, high] ranges."""
+    from keras_rmz import out_of_distribution
+
+    metadata = {"optics": {"emission_wavelength_um": [0.45, 0.68], "na": [1.1, 1.49]}}
+    mismatches = out_of_distribution.check_request(
+        metadata, input_z=np.array([2.0, 8.0]), output_z=np.array([5.0]), pixel_um=0.1,
+        stack_metadata={"optics": optics})
+    if expected is None:
+        assert mismatches == []
+    else:
+        (mismatch,) = mismatches
+        assert mismatch.startswith(expected)
+
+
 def test_every_mismatch_in_one_warning_before_any_compute(preset, monkeypatch):
     Spy(preset, monkeypatch, fail=True)
     stack = Stack(_images(m=2), [2.0, 2.5], 0.1, {"modality": "confocal", "optics": {"na": 1.0, "wavelength_um": 0.5}})
