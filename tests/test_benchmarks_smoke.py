@@ -369,3 +369,21 @@ def test_precision_benchmark_times_every_precision_and_engine(tmp_path):
     text = bench._tables([{"task": "accuracy", "backend": "tensorflow",
                            "presets": {"p": {"float32": 30.0, "bfloat16": 29.99}}}])
     assert "| tensorflow | p | 30.000 dB | 29.990 dB (-0.010) | – | 0.010 dB |" in text
+
+
+def test_generalization_benchmark_scores_presets_beside_the_baselines(tmp_path):
+    """benchmarks/generalization.py on tiny simulated stacks: every preset and
+    baseline is scored on every set, and the table, JSON and figure are saved."""
+    import json
+
+    generalization = _load("generalization")
+    code = generalization.main(["--presets", "recurrent_mz_nuclei_m2", "--no-real", "--randomized", "1",
+                                "--nuclei", "1", "--shape", "61", "48", "48", "--out", str(tmp_path), "--tag", "t"])
+    assert code == 0
+    record = json.loads((tmp_path / "generalization_t.json").read_text())
+    assert [row["set"].split(" (")[0] for row in record["rows"]] == ["simulated: widefield-v1", "simulated: nuclei, one microscope"]
+    for row in record["rows"]:
+        assert set(row["scores"]) == {"recurrent_mz_nuclei_m2", "linear interpolation", "nearest plane"}
+        assert all(np.isfinite(score["psnr_db"]) for score in row["scores"].values())
+    assert (tmp_path / "generalization_t.png").stat().st_size > 0
+    assert "| data |" in (tmp_path / "generalization_t.md").read_text()

@@ -42,6 +42,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -490,9 +491,42 @@ def test_tables_are_not_stale():
 
 
 def _cli(words, cwd, env=None, timeout=600):
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "keras_rmz.cli.main", *words], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    """Runs ``keras-rmz WORDS`` in ``cwd``, offline. A command with its own
+    environment (``KERAS_BACKEND=jax keras-rmz ...``) runs in a subprocess;
+    the others run in this process (``keras_rmz.cli.main.main``), which
+    saves the seconds of importing the backend for every command."""
+    if env:
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+        return subprocess.run([sys.executable, "-m", "keras_rmz.cli.main", *words], cwd=cwd, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+    return _cli_in_process(words, cwd)
+
+
+def _cli_in_process(words, cwd):
+    import huggingface_hub.constants
+
+    from keras_rmz.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous_dir, previous_offline = os.getcwd(), huggingface_hub.constants.HF_HUB_OFFLINE
+    previous_env = os.environ.get("HF_HUB_OFFLINE")
+    os.chdir(cwd)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
+            try:
+                code = main(list(words))
+            except SystemExit as exit_info:  # argparse errors and --help
+                code = exit_info.code if isinstance(exit_info.code, int) else (0 if exit_info.code is None else 1)
+    finally:
+        os.chdir(previous_dir)
+        huggingface_hub.constants.HF_HUB_OFFLINE = previous_offline
+        if previous_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous_env
+    return subprocess.CompletedProcess(["keras-rmz", *words], code, stdout.getvalue(), stderr.getvalue())
 
 
 def rewrite_command(words):

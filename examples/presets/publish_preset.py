@@ -60,23 +60,53 @@ def bead_metrics(model, deep_z=None, unet3d=None, volumes=3, shape=(101, 256, 25
 
 def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=900000):
     """Model vs nearest input vs linear interpolation on held-out nuclei
-    volumes, at the planes strictly between the inputs."""
-    from keras_rmz import metrics
-    from keras_rmz.evaluation.demo import default_input_z
-    from keras_rmz.evaluation import linear_interpolation
-    from keras_rmz.data import compute_normalization
+    volumes (the paper-like simulator), at the planes strictly between the inputs."""
     from keras_rmz.simulate import simulate_stack
 
     confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
+    z_step = float(metadata["z_step_um"])
+
+    def pair(seed):
+        measured = simulate_stack("nuclei", "widefield", shape=shape, z_step_um=z_step, seed=seed)
+        truth = simulate_stack("nuclei", "confocal" if confocal else "widefield", shape=shape, z_step_um=z_step,
+                               seed=seed, noise=False)
+        return measured, truth
+
+    seeds = list(range(first_seed, first_seed + volumes))
+    held = {"sample": "nuclei", "truth": "confocal (noise-free)" if confocal else "wide-field (noise-free)",
+            "shape": list(shape), "z_step_um": z_step}
+    return _held_out_metrics(model, metadata, pair, seeds, held, confocal)
+
+
+def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_seed=900000):
+    """The same scores on held-out stacks of the preset's randomization
+    distribution (seeds the training and validation never used)."""
+    from keras_rmz.simulate import randomized_pair
+
+    name = metadata["training"]["data"]["randomization"]["name"]
+    z_step = float(metadata["z_step_um"])
+    seeds = list(range(first_seed, first_seed + volumes))
+    held = {"sample": f"domain-randomized ({name})", "truth": "wide-field (noise-free)", "shape": list(shape),
+            "z_step_um": z_step}
+    return _held_out_metrics(
+        model, metadata, lambda seed: randomized_pair(name, shape=shape, z_step_um=z_step, seed=seed), seeds, held)
+
+
+def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False):
+    """Model, nearest input and linear interpolation at the planes strictly
+    between M inputs the trained spacing apart, in the middle of each
+    held-out stack ``pair(seed) -> (measured, truth)``; volumes normalized
+    by the noise-free truth (data range 1)."""
+    from keras_rmz import metrics
+    from keras_rmz.data import compute_normalization
+    from keras_rmz.evaluation import linear_interpolation
+    from keras_rmz.evaluation.demo import default_input_z
+
     num_inputs = int(metadata["num_inputs"])
     spacing = float(metadata["input_spacing_um"])
-    z_step = float(metadata["z_step_um"])
     scores = {"model": [], "nearest input plane": [], "linear interpolation": []}
-    for seed in range(first_seed, first_seed + volumes):
-        measured = simulate_stack("nuclei", "widefield", shape=shape, z_step_um=z_step, seed=seed)
-        truth_stack = simulate_stack(
-            "nuclei", "confocal" if confocal else "widefield", shape=shape, z_step_um=z_step, seed=seed, noise=False
-        )
+    for seed in seeds:
+        measured, truth_stack = pair(seed)
         z = measured.z
         input_z = default_input_z(z, num_inputs, spacing)
         index = [int(np.argmin(np.abs(z - v))) for v in input_z]
@@ -104,14 +134,33 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
         }
         for name, candidate in candidates.items():
             scores[name].append([metrics.psnr(truth[k], candidate[k], data_range=1.0) for k in between])
-        print(f"nuclei volume seed {seed}: " + ", ".join(f"{k} {np.mean(v[-1]):.2f} dB" for k, v in scores.items()))
+        print(f"{held['sample']} seed {seed}: " + ", ".join(f"{k} {np.mean(v[-1]):.2f} dB" for k, v in scores.items()))
     table = {name: {"psnr_between_db": float(np.mean(values))} for name, values in scores.items()}
-    return {
-        "held_out": {"sample": "nuclei", "truth": "confocal (noise-free)" if confocal else "wide-field (noise-free)",
-                     "shape": list(shape), "z_step_um": z_step, "num_inputs": num_inputs,
-                     "input_spacing_um": spacing, "seeds": list(range(first_seed, first_seed + volumes))},
-        "table": table,
-    }
+    return {"held_out": {**held, "num_inputs": num_inputs, "input_spacing_um": spacing, "seeds": seeds},
+            "table": table}
+
+
+def real_metrics(model, metadata, data=REPOSITORY.parent / "shared" / "data"):
+    """Zero-shot scores on the real wide-field stacks beside the checkout
+    (``keras-rmz finetune``'s held-out scoring on whole fields: every plane
+    between M inputs the trained spacing apart, up to three windows over the
+    depth; PSNR with the truth's peak-to-peak range). None when absent."""
+    from keras_rmz.io import read_stack
+    from keras_rmz.training.fine_tuning import HeldOutScorer, _Region, scoring_windows
+
+    rows = {}
+    for name in ("celegans_cy3_widefield_crop.tif", "celegans_fitc_widefield_crop.tif"):
+        path = pathlib.Path(data) / name
+        if not path.is_file():
+            continue
+        stack = read_stack(path)
+        regions = [_Region(name, stack, None)]
+        windows = scoring_windows(regions, int(metadata["num_inputs"]), float(metadata["input_spacing_um"]))
+        scorer = HeldOutScorer(regions, windows, stack.pixel_um, precision="float32")
+        rows[name] = {method: scorer.score(model if method == "model" else method)["psnr_db"]
+                      for method in ("model", "linear interpolation", "nearest plane")}
+        print(f"{name}: " + ", ".join(f"{k} {v:.2f} dB" for k, v in rows[name].items()))
+    return rows or None
 
 
 def _table_markdown(table):
@@ -331,6 +380,19 @@ def model_card(name, metadata, recipe_path, scores):
     optics = metadata.get("optics") or {}
     held = scores["held_out"]
     summary = _summary(scores, class_short)
+    randomization = training["data"].get("randomization")
+    if randomization:
+        na, emission = optics["na"], optics["emission_wavelength_um"]
+        sample_row = f"| sample | domain-randomized ({randomization['name']}): {randomization['description']} |"
+        objective_row = f"| objective | NA {na[0]:g}-{na[1]:g}, {', '.join(optics['immersion'])} immersion |"
+        emission_row = f"| emission wavelength | {emission[0] * 1000:.0f}-{emission[1] * 1000:.0f} nm |"
+        pixel_row = (f"| pixel size | {metadata.get('pixel_um')} µm (trained on stacks of "
+                     f"{randomization['pixel_um'][1]:g}-{randomization['pixel_um'][2]:g} µm pixels resampled to it) |")
+    else:
+        sample_row = f"| sample | {metadata.get('sample')} |"
+        objective_row = f"| objective | NA {optics.get('na')}, immersion n = {optics.get('n_immersion')} |"
+        emission_row = f"| emission wavelength | {optics.get('wavelength_um') or optics.get('emission_wavelength_um')} µm |"
+        pixel_row = f"| pixel size | {metadata.get('pixel_um')} µm |"
     lines = [
         "---", "library_name: keras", f"license: {metadata.get('license') or 'apache-2.0'}", "tags:",
         "- keras", "- keras-rmz", "- microscopy", "- fluorescence", "- recurrent-mz", "---", "",
@@ -339,10 +401,10 @@ def model_card(name, metadata, recipe_path, scores):
         "## Data it was made for", "",
         "| | |", "| --- | --- |",
         f"| modality | {metadata.get('modality')} |",
-        f"| sample | {metadata.get('sample')} |",
-        f"| objective | NA {optics.get('na')}, immersion n = {optics.get('n_immersion')} |",
-        f"| emission wavelength | {optics.get('wavelength_um') or optics.get('emission_wavelength_um')} µm |",
-        f"| pixel size | {metadata.get('pixel_um')} µm |",
+        sample_row,
+        objective_row,
+        emission_row,
+        pixel_row,
         f"| z step of the training stacks | {metadata.get('z_step_um'):.3g} µm |",
         f"| inputs | M = {metadata.get('num_inputs')}"
         + (f", Δz = {metadata.get('input_spacing_um')} µm apart" if metadata.get("input_spacing_um") else "") + " |",
@@ -352,9 +414,14 @@ def model_card(name, metadata, recipe_path, scores):
         "Intensities are normalized as in the paper (background 0, foreground ~1, from the inputs) and returned in "
         "the inputs' units; `reconstruct` does this for you.",
         "",
+        *(_distribution_section(randomization) if randomization else []),
         "## Training", "",
         f"- **Data**: {training['data'].get('simulated', training['data'])} — keras_rmz's simulator "
-        "(Gibson-Lanni wide-field PSF, Poisson and read noise), not measured stacks.",
+        + ("with the microscope, sample and camera of every stack drawn from the distribution above (docs/"
+           "simulation.md#domain-randomization)" if randomization else
+           "(Gibson-Lanni wide-field PSF, Poisson and read noise)") + ", not measured stacks"
+        + ("; this is the last stage's data, the earlier stages' are on their presets' cards."
+           if training.get("fine_tuned_from") else "."),
     ]
     stages = _training_stages(training, recipe_path)
     base = training.get("fine_tuned_from")
@@ -368,7 +435,8 @@ def model_card(name, metadata, recipe_path, scores):
                 "the end" if sessions else f"{stage_training['wall_time_s'] / 3600:.2f} h of training time")
         lines += [
             f"- **{prefix}**: `{stage_recipe}` — " + _stage_recipe(stage_config, stage_training)
-            + f" **Budget**: {stage_training['steps']} steps ({stage_training['sessions']} sessions, about "
+            + f" **Budget**: {stage_training['steps']} steps ({stage_training['sessions']} "
+            f"session{'s' if stage_training['sessions'] != 1 else ''}, about "
             f"{span}, on "
             f"{stage_training['machine']['cpu_count']} CPU cores shared with other work, {stage_training['backend']} "
             f"backend); weights: {stage_training['weights']}.",
@@ -398,16 +466,66 @@ def model_card(name, metadata, recipe_path, scores):
         "",
         *([summary, ""] if summary else []),
     ]
+    if scores.get("nuclei"):
+        held = scores["nuclei"]["held_out"]
+        lines += [
+            f"On the paper-like nuclei simulator (one microscope: NA 1.4 oil, 519 nm; seeds {held['seeds']}), the "
+            "niche of `recurrent_mz_nuclei_m2`:", "", _table_markdown(scores["nuclei"]["table"]), "",
+        ]
+    if scores.get("real"):
+        lines += [
+            "## Metrics on real stacks (not trained on)", "",
+            "The C. elegans wide-field stacks of the project's test data (../shared/data; 0.0645 µm pixels, "
+            "resampled to the preset's), whole fields, every plane between M inputs the trained spacing apart in "
+            "three windows over the depth, as `keras-rmz finetune` scores its held-out part (PSNR with the "
+            "measured plane's peak-to-peak range):", "",
+            "| stack | model | linear interpolation | nearest plane |", "| --- | ---: | ---: | ---: |",
+            *[f"| {stack} | {row['model']:.2f} dB ({row['model'] - row['linear interpolation']:+.2f}) | "
+              f"{row['linear interpolation']:.2f} dB | {row['nearest plane']:.2f} dB |"
+              for stack, row in scores["real"].items()],
+            "", "Fine-tuning on the user's own stack is what closes the gap: docs/finetuning.md.", "",
+        ]
     lines += [
         "## Limitations", "",
-        "Trained on simulated stacks only, with the optics above: other objectives, wavelengths, pixel sizes or "
-        "z spacings need fine-tuning (docs/training.md). The CPU budget is far below the paper's; see "
+        ("Trained on simulated stacks only, with the ranges of optics above: a microscope, sample or camera outside "
+         "them, or other z spacings, need fine-tuning (docs/finetuning.md)." if randomization else
+         "Trained on simulated stacks only, with the optics above: other objectives, wavelengths, pixel sizes or "
+         "z spacings need fine-tuning (docs/training.md).")
+        + " The CPU budget is far below the paper's; see "
         "docs/reproduction.md for where results agree with the paper and where they do not.", "",
         "## Files", "",
         "`config.json` (architecture), `model.weights.h5` (weights), `metadata.json` (what the model was made for, "
         "training, metrics, versions, sha256 of the other files), `README.md` (this card).", "",
     ]
     return "\n".join(lines)
+
+
+def _distribution_section(randomization):
+    """The card's table of the training distribution (``describe_distribution``)."""
+    def span(spec):
+        # metadata.json holds the distribution as JSON: a range (low, high) or
+        # ("log", low, high) and a choice [a, b] are all lists there.
+        if isinstance(spec, str):
+            return spec
+        if spec[0] != "log" and all(isinstance(v, str) for v in spec):
+            return " or ".join(spec)
+        low, high = spec[-2:]
+        return f"{low:g}-{high:g}" + (" (log-uniform)" if spec[0] == "log" else "")
+
+    samples = "; ".join(
+        f"{kind} {entry['weight']:.0%} (density {span(entry['density_per_um3'])}"
+        + "".join(f", {key} {span(value)}" for key, value in (entry.get("options") or {}).items()) + ")"
+        for kind, entry in randomization["samples"].items())
+    immersion = "; ".join(f"{kind} {entry['weight']:.0%} (n {entry['n_immersion']}, NA {span(entry['na'])}, sample n "
+                          f"{span(entry['n_sample'])})" for kind, entry in randomization["immersion"].items())
+    rows = [("samples", samples), ("immersion", immersion)] + [
+        (key.replace("_", " "), span(randomization[key]))
+        for key in ("emission_wavelength_um", "stokes_shift_um", "depth_um", "pixel_um", "haze_fraction",
+                    "axial_margin_um", "illumination", "bleaching", "brightness", "background_photons",
+                    "offset_counts", "gain_counts_per_photon", "read_noise_counts")]
+    return [f"## Training distribution: `{randomization['name']}`", "",
+            "Each training stack draws these independently (keras_rmz.simulate.randomized_stack; docs/simulation.md):",
+            "", "| parameter | range |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], ""]
 
 
 def main(argv=None):
@@ -447,6 +565,10 @@ def main(argv=None):
     metadata = json.loads((source / "metadata.json").read_text(encoding="utf-8"))
     if args.scores:
         scores = json.loads(pathlib.Path(args.scores).read_text(encoding="utf-8"))
+    elif (metadata.get("training") or {}).get("data", {}).get("randomization"):
+        scores = randomized_metrics(model, metadata, volumes=max(args.volumes, 8))
+        scores["nuclei"] = nuclei_metrics(model, metadata, volumes=args.volumes)
+        scores["real"] = real_metrics(model, metadata)
     elif "beads" in (metadata.get("sample") or ""):
         scores = bead_metrics(
             model,

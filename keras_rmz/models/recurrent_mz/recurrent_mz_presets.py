@@ -46,6 +46,28 @@ presets = {
             "license": "apache-2.0",
         },
     },
+    "recurrent_mz_widefield_m2": {
+        "class_name": "keras_rmz>RecurrentMZ",
+        "description": "Recurrent-MZ (M = 2, Δz = 6 µm) for wide-field stacks of many samples and microscopes (domain-randomized simulation widefield-v1), 0.1 µm pixels (other pixel sizes are resampled); trained on simulated stacks on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "519be8e27e64a9a3d8a2aac8c810a0be7afacf37752c076568dcdd74ddb0903d",
+            "model.weights.h5": "fe1efa3096048963151fc07f0c55dd22c0767318598651f72a604718bb6629cc",
+            "metadata.json": "d18189a4e7da52eaff60483bc24fb456625e7c4b7e4dbe0a7fb40e4175a159cc",
+            "README.md": "704745bab063964f2a092050d585f9bc242db3513a6decf5c5e8de44ef092202",
+        },
+        "metadata": {
+            "modality": "widefield -> widefield (noise-free)",
+            "sample": "domain-randomized samples (widefield-v1: wide-field stacks of beads, nuclei (worm, embryo, tissue, flat cells), protein spots and filaments through oil, water or silicone objectives, 450-680 nm emission, 0.05-0.25 µm pixels, refractive-index mismatch at 0-20 µm depth, diffuse haze, vignetting, bleaching, and cameras from shot-noise-limited to high signal) (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.19999999999999996,
+            "num_inputs": 2,
+            "input_spacing_um": 6.0,
+            "output_range_um": [-9.0, 9.0],
+            "license": "apache-2.0",
+        },
+    },
     "recurrent_mz_plus_nuclei_m3": {
         "class_name": "keras_rmz>RecurrentMZPlus",
         "description": "Recurrent-MZ+ (M = 3, Δz = 2 µm) from wide-field planes to the confocal stack, neuron nuclei (GFP), 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated pairs on a CPU",
