@@ -49,21 +49,18 @@ _IMMERSIONS = {
 
 # Sample kinds: weight, generator options, and each option's range. A range
 # (lo, hi) is uniform, ("log", lo, hi) log-uniform, a list a uniform choice.
+_NUCLEUS_OPTIONS = {"texture": (0.15, 0.6), "grain_um": (0.25, 0.5), "background_fraction": ("log", 0.02, 0.3)}
 _WIDEFIELD_SAMPLES = {
     "beads/sparse": {"weight": 0.06, "sample": "beads", "density_per_um3": ("log", 0.002, 0.01)},
     "beads/dense": {"weight": 0.06, "sample": "beads", "density_per_um3": ("log", 0.01, 0.08)},
     "nuclei/worm": {"weight": 0.1, "sample": "nuclei", "density_per_um3": (0.006, 0.015),
-                    "options": {"arrangement": "worm", "texture": (0.15, 0.6), "grain_um": (0.25, 0.5),
-                                "background_fraction": ("log", 0.02, 0.3)}},
+                    "options": {"arrangement": "worm", **_NUCLEUS_OPTIONS}},
     "nuclei/embryo": {"weight": 0.14, "sample": "nuclei", "density_per_um3": (0.015, 0.04),
-                      "options": {"arrangement": "embryo", "texture": (0.15, 0.6), "grain_um": (0.25, 0.5),
-                                  "background_fraction": ("log", 0.02, 0.3)}},
+                      "options": {"arrangement": "embryo", **_NUCLEUS_OPTIONS}},
     "nuclei/tissue": {"weight": 0.1, "sample": "nuclei", "density_per_um3": (0.008, 0.02),
-                      "options": {"arrangement": "tissue", "texture": (0.15, 0.6), "grain_um": (0.25, 0.5),
-                                  "background_fraction": ("log", 0.02, 0.3)}},
+                      "options": {"arrangement": "tissue", **_NUCLEUS_OPTIONS}},
     "nuclei/flat": {"weight": 0.08, "sample": "nuclei", "density_per_um3": (0.005, 0.02),
-                    "options": {"arrangement": "flat", "texture": (0.15, 0.6), "grain_um": (0.25, 0.5),
-                                "background_fraction": ("log", 0.02, 0.3)}},
+                    "options": {"arrangement": "flat", **_NUCLEUS_OPTIONS}},
     "spots": {"weight": 0.22, "sample": "spots", "density_per_um3": ("log", 0.05, 0.6),
               "options": {"arrangement": ["embryo", "tissue"], "size_um": (0.1, 0.4),
                           "background_fraction": ("log", 0.05, 1.0)}},
