@@ -68,6 +68,28 @@ presets = {
             "license": "apache-2.0",
         },
     },
+    "recurrent_mz_widefield_m3": {
+        "class_name": "keras_rmz>RecurrentMZ",
+        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of many samples and microscopes (domain-randomized simulation widefield-v1), 0.1 µm pixels (other pixel sizes are resampled); trained on simulated stacks on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "519be8e27e64a9a3d8a2aac8c810a0be7afacf37752c076568dcdd74ddb0903d",
+            "model.weights.h5": "92ae98e05ba1d1068ce5e7e4da14a37f4d1c22794ae3ab2f4808c8ba91c6c9be",
+            "metadata.json": "c9dad9f0a7ba4d18e45d37ed77f967a20bd6414d45c8273ee24bebc79880c805",
+            "README.md": "c5841e771dc6d4b342e69fc94d9f5ba815999cc4022f292239e23450d8c799d6",
+        },
+        "metadata": {
+            "modality": "widefield -> widefield (noise-free)",
+            "sample": "domain-randomized samples (widefield-v1: wide-field stacks of beads, nuclei (worm, embryo, tissue, flat cells), protein spots and filaments through oil, water or silicone objectives, 450-680 nm emission, 0.05-0.25 µm pixels, refractive-index mismatch at 0-20 µm depth, diffuse haze, vignetting, bleaching, and cameras from shot-noise-limited to high signal) (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.19999999999999996,
+            "num_inputs": 3,
+            "input_spacing_um": 3.0,
+            "output_range_um": [-7.5, 7.5],
+            "license": "apache-2.0",
+        },
+    },
     "recurrent_mz_plus_nuclei_m3": {
         "class_name": "keras_rmz>RecurrentMZPlus",
         "description": "Recurrent-MZ+ (M = 3, Δz = 2 µm) from wide-field planes to the confocal stack, neuron nuclei (GFP), 63x/1.4 NA oil, 0.1 µm pixels; trained on simulated pairs on a CPU",
