@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_rmz.io.resample import resample_planes
 from keras_rmz.simulate.camera import Camera
-from keras_rmz.simulate.simulate_stack import SAMPLE_DEFAULTS, simulate_stack
+from keras_rmz.simulate.simulate_stack import SAMPLE_DEFAULTS, _check_positive, _check_shape, simulate_stack
 
 # Mean detected photons per µm³ of each sample kind's grid at its default
 # density and brightness 1 (measured with sample_object: beads 38, nuclei
@@ -207,16 +207,9 @@ def _resampled(stack, shape, pixel_um, distribution, seed, parameters):
 
 
 def _check_grid(shape, z_step_um, pixel_um):
-    try:
-        shape = tuple(int(n) for n in shape)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"shape must be three positive integers (Z, Y, X); got {shape!r}")
-    for name, value in (("z_step_um", z_step_um), ("pixel_um", pixel_um)):
-        if not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number > 0 (µm); got {value!r}")
-    return shape
+    _check_positive("z_step_um", z_step_um)
+    _check_positive("pixel_um", pixel_um)
+    return _check_shape(shape)
 
 
 def randomized_stack(

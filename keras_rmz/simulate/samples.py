@@ -145,6 +145,13 @@ def _upsample_linear(coarse, shape):
     return out
 
 
+def diffuse_variation(shape, voxel_um, rng, scale_um=2.0):
+    """The relative brightness of a diffuse fluorescence: 1 ± 40 % varying
+    smoothly over about ``scale_um``, floored at 0.2 (float64, ``shape``)."""
+    coarse = tuple(max(2, int(math.ceil(n * v / scale_um)) + 1) for n, v in zip(shape, voxel_um))
+    return np.clip(1.0 + 0.4 * _upsample_linear(_smooth_noise(coarse, 1.0, rng), shape), 0.2, None)
+
+
 class _Worm:
     """A curved tube: a torus segment of radius ``tube_um`` around a circle.
 
@@ -343,10 +350,8 @@ def nuclei(
     body_volume = float(inside.sum()) * voxel_volume
 
     # --- Diffuse background: smooth (~2 µm) variation inside the body.
-    coarse_shape = tuple(max(2, int(math.ceil(n * v / 2.0)) + 1) for n, v in zip(shape, voxel_um))
-    variation = _upsample_linear(_smooth_noise(coarse_shape, 1.0, rng), shape)
     level = background_fraction * photons_per_um3 * voxel_volume
-    volume = (inside * level * np.clip(1.0 + 0.4 * variation, 0.2, None)).astype(np.float32)
+    volume = (inside * level * diffuse_variation(shape, voxel_um, rng)).astype(np.float32)
 
     # --- Nuclei: random sequential placement without overlap.
     form = _NUCLEUS_SHAPES[arrangement]
@@ -454,10 +459,8 @@ def spots(
     splat_points(volume, index, brightness)
     sigma = (size_um / 2.3548) / voxel_um
     volume = scipy.ndimage.gaussian_filter(volume, sigma, mode="constant", truncate=3.0)
-    coarse_shape = tuple(max(2, int(math.ceil(n * v / 2.0)) + 1) for n, v in zip(shape, voxel_um))
-    variation = _upsample_linear(_smooth_noise(coarse_shape, 1.0, rng), shape)
     level = background_fraction * density_per_um3 * photons * voxel_volume
-    volume += (inside * level * np.clip(1.0 + 0.4 * variation, 0.2, None)).astype(np.float32)
+    volume += (inside * level * diffuse_variation(shape, voxel_um, rng)).astype(np.float32)
     return volume, {"positions_um": origin_um + index * voxel_um, "photons": brightness, "body": body.to_dict()}
 
 

@@ -212,10 +212,8 @@ def sample_object(
         # Diffuse fluorescence everywhere in the padded grid (autofluorescence,
         # unbound dye, tissue above and below the stack), varying by ±40 %
         # over ~4 µm; imaged through the PSF like the sample.
-        coarse = tuple(max(2, int(math.ceil(n * v / 4.0)) + 1) for n, v in zip(padded, voxel))
-        variation = samples._upsample_linear(samples._smooth_noise(coarse, 1.0, rng), padded)
         level = haze_photons_per_um3 * float(np.prod(voxel))
-        volume += (level * np.clip(1.0 + 0.4 * variation, 0.2, None)).astype(np.float32)
+        volume += (level * samples.diffuse_variation(padded, voxel, rng, scale_um=4.0)).astype(np.float32)
     info["density_per_um3"] = float(density_per_um3)
     return volume, pad, info
 

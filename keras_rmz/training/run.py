@@ -244,8 +244,8 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
     if stack is not None:
         return stack
     if spec.randomize is not None:
-        grid = {"shape": spec.shape or RANDOMIZED_SHAPE, "z_step_um": spec.z_step_um or RANDOMIZED_Z_STEP_UM}
-        stack = randomized_stack(spec.randomize, modality, pixel_um=spec.pixel_um, noise=noise, seed=seed, **grid)
+        stack = randomized_stack(spec.randomize, modality, pixel_um=spec.pixel_um, noise=noise, seed=seed,
+                                 **_randomized_grid(spec))
     else:
         stack = simulate_stack(
             spec.sample,
@@ -260,14 +260,17 @@ def _simulate_cached(spec, modality, noise, seed, cache_dir):
     return _write_cached(path, stack)
 
 
+def _randomized_grid(spec):
+    return {"shape": spec.shape or RANDOMIZED_SHAPE, "z_step_um": spec.z_step_um or RANDOMIZED_Z_STEP_UM}
+
+
 def _randomized_pair_cached(spec, seed, cache_dir):
     """A randomized stack and its noise-free twin, simulated once."""
     paths = [_cache_path(spec, "widefield", noise, seed, cache_dir) for noise in (True, False)]
     stacks = [_read_cached(path) for path in paths]
     if all(stack is not None for stack in stacks):
         return stacks
-    grid = {"shape": spec.shape or RANDOMIZED_SHAPE, "z_step_um": spec.z_step_um or RANDOMIZED_Z_STEP_UM}
-    pair = randomized_pair(spec.randomize, pixel_um=spec.pixel_um, seed=seed, **grid)
+    pair = randomized_pair(spec.randomize, pixel_um=spec.pixel_um, seed=seed, **_randomized_grid(spec))
     return [_write_cached(path, stack) for path, stack in zip(paths, pair)]
 
 
