@@ -62,8 +62,6 @@ PLANNED_PRESETS = (
 
 
 def add_parser(subparsers):
-    from keras_rmz.cli.main import one_line_errors
-
     parser = subparsers.add_parser(
         "demo",
         help=HELP,
@@ -71,7 +69,6 @@ def add_parser(subparsers):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    one_line_errors(parser)
     parser.add_argument(
         "--preset",
         default=DEFAULT_PRESET,

@@ -18,7 +18,6 @@ import sys
 import numpy as np
 
 from keras_rmz.cli.common import check_output_path, read_input_stack
-from keras_rmz.cli.main import one_line_errors
 from keras_rmz.io import nearest_planes
 from keras_rmz.cli.arguments import positive_float as _positive_float
 
@@ -138,7 +137,6 @@ def add_parser(subparsers):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    one_line_errors(parser)
 
     stacks = parser.add_argument_group("input")
     stacks.add_argument(

@@ -34,7 +34,7 @@ examples:
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "export", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("preset", metavar="PRESET", help="a built-in name, a preset folder or hf://owner/repo[@rev]")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="the file format (default: onnx)")

@@ -37,7 +37,7 @@ examples:
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "finetune", help=HELP, description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("stacks", nargs="+", metavar="STACK", help="full z-stacks (TIFF / OME-TIFF / ImageJ)")
     parser.add_argument("--preset", required=True, metavar="NAME|DIR|hf://OWNER/REPO[@REV]",

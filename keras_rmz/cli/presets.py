@@ -2,7 +2,7 @@
 verify a preset folder, and print the registry entry of a new one.
 
 ```
-keras-rmz presets list
+keras-rmz presets                                 # the same as: keras-rmz presets list
 keras-rmz presets info recurrent_mz_beads_m3      # or a folder, or hf://owner/repo[@rev]
 keras-rmz presets verify my_preset/               # or a built-in name, or hf://owner/repo[@rev]
 keras-rmz presets entry weights/my_preset --hub owner/repo --revision <commit>
@@ -24,7 +24,7 @@ def add_parser(subparsers):
         description="List the built-in presets, show a preset's metadata, verify a preset folder's sha256.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    parser.set_defaults(func=run_list)  # no action: list the presets
 
     listing = actions.add_parser("list", help="the built-in presets: name, class, description, local copy")
     listing.set_defaults(func=run_list)

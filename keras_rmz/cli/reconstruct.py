@@ -21,8 +21,6 @@ from keras_rmz.cli.arguments import positive_int as _positive_int
 from keras_rmz.cli.arguments import parse_output_z, select_input_planes
 from keras_rmz.cli.arguments import positive_um as _positive_float
 from keras_rmz.cli.common import check_output_path, read_input_stack
-from keras_rmz.cli.main import one_line_errors
-
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
 
 DESCRIPTION = """\
@@ -78,7 +76,6 @@ def add_parser(subparsers):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    one_line_errors(parser)
 
     source = parser.add_argument_group("input")
     source.add_argument("stack", metavar="STACK", help="TIFF / OME-TIFF z-stack holding the input planes")

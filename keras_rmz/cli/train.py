@@ -39,8 +39,6 @@ examples:
 
 
 def add_parser(subparsers):
-    from keras_rmz.cli.main import one_line_errors
-
     parser = subparsers.add_parser(
         "train",
         help=HELP,
@@ -48,7 +46,6 @@ def add_parser(subparsers):
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    one_line_errors(parser)
     parser.add_argument("config", metavar="CONFIG", help="training config (.yaml, .yml or .json)")
     parser.add_argument(
         "-o", "--output", metavar="DIR", help="run folder (replaces the config's output; default runs/<config name>)"
