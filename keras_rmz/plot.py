@@ -95,6 +95,7 @@ def mip_side_views(
     input_z=None,
     normalize="each",
     cmap="gray",
+    intensity_label="intensity (camera units)",
     dpi=_DEFAULT_DPI,
 ):
     """Maximum-intensity-projection side views (x-z and y-z), paper Fig. 8b.
@@ -113,12 +114,15 @@ def mip_side_views(
             horizontal lines (the arrows of Fig. 8b).
         normalize: ``"each"`` scales each volume to its own min..max (MIPs
             of wide-field and confocal stacks differ in brightness);
-            ``"shared"`` uses one scale for all.
+            ``"shared"`` uses one scale for all. Each row gets a colorbar
+            (``"each"``: labelled "this row's range"), or all panels one
+            (``"shared"``: "shared range"), and the figure's title says which.
         cmap: colour map.
+        intensity_label: the colorbars' label (the volumes' units).
         dpi: PNG resolution.
 
     Returns:
-        `matplotlib.figure.Figure` with 2·len(volumes) axes.
+        `matplotlib.figure.Figure` with 2·len(volumes) axes and their colorbars.
     """
     _check_mapping(volumes, "volumes")
     z_um = _as_1d(z_um, "z_um")
@@ -149,8 +153,11 @@ def mip_side_views(
     lateral_span = lateral * pixel_um
     panel_width = 3.2
     row_height = float(np.clip(panel_width * z_span / lateral_span, 0.8, 5.0)) + 0.7
-    figure = _new_figure((2 * panel_width + 0.6, row_height * len(projections)))
+    figure = _new_figure((2 * panel_width + 1.4, row_height * len(projections) + 0.3))
     axes = figure.subplots(len(projections), 2, squeeze=False)
+    meshes = []
+    figure.suptitle("display range: " + ("each row its own" if normalize == "each" else "one for all panels"),
+                    fontsize="medium")
     for row, (label, (xz, yz)) in enumerate(projections.items()):
         if normalize == "each":
             low = min(np.nanmin(xz), np.nanmin(yz))
@@ -158,7 +165,7 @@ def mip_side_views(
         for col, (mip, axis_name) in enumerate(((xz, "x"), (yz, "y"))):
             ax = axes[row, col]
             lateral_edges = np.arange(mip.shape[1] + 1) * pixel_um
-            ax.pcolormesh(
+            mesh = ax.pcolormesh(
                 lateral_edges,
                 z_edges,
                 mip[z_order],
@@ -177,6 +184,13 @@ def mip_side_views(
             ax.set_xlabel(f"{axis_name} (µm)")
             ax.set_ylabel("z (µm)")
             ax.set_title(f"{label}: {axis_name}-z MIP", fontsize="medium")
+        meshes.append(mesh)
+    # After the panels, so that figure.axes[:2 * len(volumes)] are the panels.
+    if normalize == "each":
+        for row, mesh in enumerate(meshes):
+            figure.colorbar(mesh, ax=list(axes[row]), label=f"{intensity_label}, this row's range", shrink=0.9)
+    else:
+        figure.colorbar(meshes[-1], ax=list(axes.ravel()), label=f"{intensity_label}, shared range", shrink=0.8)
     return _finish(figure, path, dpi)
 
 
@@ -218,8 +232,10 @@ def metric_vs_z(
 
     Args:
         z_um: (K,) output plane positions in µm.
-        curves: dict label -> (K,) values. Non-finite values (e.g. PSNR of
-            an exact input plane, ``inf``) are left out of the line.
+        curves: dict label -> (K,) values. ``+inf`` (e.g. the PSNR of a
+            plane identical to the truth, such as an input plane) is marked by
+            a triangle at the top of the axes, ``-inf`` at the bottom, in the
+            curve's colour, and named in the legend; NaN is left out.
         input_z: input-plane positions (µm) drawn as dashed vertical lines;
             or a dict label -> positions, drawn in that curve's colour (e.g.
             uniform and non-uniform inputs).
@@ -242,13 +258,18 @@ def metric_vs_z(
     figure = _new_figure((6.0, 3.6))
     ax = figure.subplots()
     drawn = {}
+    infinite = []
     for label, values in curves.items():
         values = _as_1d(values, f"curves[{label!r}]", z_um.size)
-        values = np.where(np.isfinite(values), values, np.nan)
         (line,) = ax.plot(
-            z_um[order], values[order], label=str(label), color=colors.get(label)
+            z_um[order], np.where(np.isfinite(values), values, np.nan)[order], label=str(label),
+            color=colors.get(label)
         )
         drawn[label] = line.get_color()
+        for sign, marker, height in ((1, "^", 0.97), (-1, "v", 0.03)):
+            at = z_um[values == sign * np.inf]
+            if at.size:
+                infinite.append((at, marker, height, drawn[label], f"{label}: {'+' if sign > 0 else '−'}∞"))
     for label, band in bands.items():
         if label not in drawn:
             raise ValueError(f"bands label {label!r} has no curve; curves: {list(drawn)}")
@@ -268,6 +289,11 @@ def metric_vs_z(
                     "input planes" if label is None else f"inputs: {label}"
                 ) if i == 0 else None
                 ax.axvline(z, color=color, linestyle="--", linewidth=0.9, label=name)
+    # Infinite values: at the top (bottom) edge whatever the y range, x in data units.
+    edge = ax.get_xaxis_transform()
+    for at, marker, height, color, name in infinite:
+        ax.plot(at, np.full(at.size, height), marker, color=color, transform=edge, clip_on=False, label=name,
+                markersize=6)
     ax.set_xlabel("z (µm)")
     ax.set_ylabel(metric)
     if title:

@@ -46,7 +46,10 @@ def test_mip_side_views_panels_and_physical_axes(tmp_path):
     )
     assert isinstance(fig, Figure)
     _assert_png(str(path))
-    assert len(fig.axes) == 6  # x-z and y-z per volume
+    assert len(fig.axes) == 6 + 3  # x-z and y-z per volume, then a colorbar per row (each its own range)
+    for colorbar in fig.axes[6:]:
+        assert colorbar.get_ylabel() == "intensity (camera units), this row's range"
+    assert "each row its own" in fig.get_suptitle()
     for row in range(3):
         xz, yz = fig.axes[2 * row], fig.axes[2 * row + 1]
         assert _labels(xz) == ("x (µm)", "z (µm)")
@@ -74,8 +77,11 @@ def test_mip_side_views_projects_the_right_axes():
 
 def test_mip_side_views_nonuniform_z_and_errors(tmp_path):
     z_um = np.array([0.0, 0.5, 2.0, 2.5, 6.0])
-    fig = plot.mip_side_views({"a": np.ones((5, 8, 8))}, z_um, 0.2, normalize="shared")
+    fig = plot.mip_side_views({"a": np.ones((5, 8, 8)), "b": np.ones((5, 8, 8))}, z_um, 0.2, normalize="shared",
+                              intensity_label="photons")
     assert fig.axes[0].get_ylim() == pytest.approx((-0.25, 7.75))
+    assert len(fig.axes) == 4 + 1 and fig.axes[4].get_ylabel() == "photons, shared range"
+    assert "one for all panels" in fig.get_suptitle()
     with pytest.raises(ValueError, match="Z = len"):
         plot.mip_side_views({"a": np.ones((4, 8, 8))}, z_um, 0.2)
     with pytest.raises(ValueError, match="pixel_um"):
@@ -115,6 +121,14 @@ def test_metric_vs_z_lines_bands_and_inputs(tmp_path):
     assert any(ln.get_color() == colours["non-uniform"] and ln.get_xdata()[0] == 7.8
                for ln in dashed)
     assert ax.get_ylabel() == "NRMSE"
+    # The infinite value at z[10] is a marker at the top edge per curve, named in the legend, not a gap alone.
+    markers = [ln for ln in ax.get_lines() if ln.get_marker() == "^"]
+    assert [ln.get_label() for ln in markers] == ["uniform: +∞", "non-uniform: +∞"]
+    assert all(ln.get_xdata().tolist() == [z[10]] and ln.get_color() == colours[ln.get_label().split(":")[0]]
+               for ln in markers)
+    fig = plot.metric_vs_z(z[:3], {"a": [1.0, -np.inf, np.nan]})
+    (bottom,) = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "v"]
+    assert bottom.get_xdata().tolist() == [z[1]] and bottom.get_label() == "a: −∞"
     with pytest.raises(ValueError, match="one per z"):
         plot.metric_vs_z(z, {"a": psnr[:-1]})
     with pytest.raises(ValueError, match="no curve"):
