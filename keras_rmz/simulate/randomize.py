@@ -69,6 +69,26 @@ _WIDEFIELD_SAMPLES = {
                               "background_fraction": ("log", 0.05, 1.0)}},
 }
 
+# The microscope, field and camera of every wide-field distribution.
+_WIDEFIELD_OPTICS_AND_CAMERA = {
+    "immersion": {"oil": 0.6, "water": 0.25, "silicone": 0.15},
+    "emission_wavelength_um": (0.45, 0.68),
+    "stokes_shift_um": (0.015, 0.045),
+    "depth_um": (0.0, 20.0),
+    "pixel_um": ("log", 0.05, 0.25),
+    # Diffuse fluorescence relative to the sample's own mean density.
+    "haze_fraction": ("log", 0.02, 3.0),
+    "axial_margin_um": (3.0, 8.0),
+    "illumination": (0.0, 0.5),
+    "bleaching": (0.0, 0.4),
+    "brightness": ("log", 0.2, 5.0),
+    "background_photons": ("log", 1.0, 300.0),
+    "offset_counts": (0.0, 1000.0),
+    "gain_counts_per_photon": ("log", 0.5, 2.5),
+    "read_noise_counts": ("log", 0.7, 8.0),
+    "pinhole_au": (0.7, 1.3),
+}
+
 DISTRIBUTIONS = {
     "widefield-v1": {
         "description": (
@@ -78,22 +98,17 @@ DISTRIBUTIONS = {
             "cameras from shot-noise-limited to high signal"
         ),
         "samples": _WIDEFIELD_SAMPLES,
-        "immersion": {"oil": 0.6, "water": 0.25, "silicone": 0.15},
-        "emission_wavelength_um": (0.45, 0.68),
-        "stokes_shift_um": (0.015, 0.045),
-        "depth_um": (0.0, 20.0),
-        "pixel_um": ("log", 0.05, 0.25),
-        # Diffuse fluorescence relative to the sample's own mean density.
-        "haze_fraction": ("log", 0.02, 3.0),
-        "axial_margin_um": (3.0, 8.0),
-        "illumination": (0.0, 0.5),
-        "bleaching": (0.0, 0.4),
-        "brightness": ("log", 0.2, 5.0),
-        "background_photons": ("log", 1.0, 300.0),
-        "offset_counts": (0.0, 1000.0),
-        "gain_counts_per_photon": ("log", 0.5, 2.5),
-        "read_noise_counts": ("log", 0.7, 8.0),
-        "pinhole_au": (0.7, 1.3),
+        **_WIDEFIELD_OPTICS_AND_CAMERA,
+    },
+    "beads-v1": {
+        "description": (
+            "wide-field stacks of sparse and dense sub-resolution beads through the microscopes, fields and "
+            "cameras of widefield-v1 (oil, water or silicone objectives, 450-680 nm emission, 0.05-0.25 µm "
+            "pixels, refractive-index mismatch at 0-20 µm depth, haze, vignetting, bleaching)"
+        ),
+        "samples": {kind: {**spec, "weight": 0.5} for kind, spec in _WIDEFIELD_SAMPLES.items()
+                    if spec["sample"] == "beads"},
+        **_WIDEFIELD_OPTICS_AND_CAMERA,
     },
 }
 

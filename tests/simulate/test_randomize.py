@@ -19,11 +19,12 @@ def _within(value, spec):
     return low <= value <= high
 
 
-def test_draws_stay_in_the_documented_ranges_and_cover_every_kind():
-    spec = DISTRIBUTIONS["widefield-v1"]
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_draws_stay_in_the_documented_ranges_and_cover_every_kind(name):
+    spec = DISTRIBUTIONS[name]
     kinds, immersions = set(), set()
     for seed in range(300):
-        p = draw_parameters("widefield-v1", seed)
+        p = draw_parameters(name, seed)
         kinds.add(p["sample"])
         immersions.add(p["immersion"])
         sample = spec["samples"][p["sample"]]
@@ -42,8 +43,17 @@ def test_draws_stay_in_the_documented_ranges_and_cover_every_kind():
             assert _within(p["camera"][key], spec[key]), key
     assert kinds == set(spec["samples"]) and immersions == {"oil", "water", "silicone"}
     # The ranges: NA 1.1-1.49, emission 450-680 nm, pixels 0.05-0.25 µm.
-    nas = [draw_parameters("widefield-v1", s)["na"] for s in range(300)]
+    nas = [draw_parameters(name, s)["na"] for s in range(300)]
     assert 1.1 <= min(nas) < 1.15 and 1.45 < max(nas) <= 1.49
+
+
+def test_the_bead_distribution_is_widefield_v1_with_only_its_beads():
+    wide, beads = DISTRIBUTIONS["widefield-v1"], DISTRIBUTIONS["beads-v1"]
+    assert {k: v for k, v in beads.items() if k not in ("samples", "description")} == \
+        {k: v for k, v in wide.items() if k not in ("samples", "description")}
+    assert set(beads["samples"]) == {"beads/sparse", "beads/dense"}
+    for kind, sample in beads["samples"].items():
+        assert {**sample, "weight": None} == {**wide["samples"][kind], "weight": None}
 
 
 def test_the_same_seed_draws_the_same_microscope_and_another_seed_another():
@@ -129,7 +139,7 @@ def test_describe_distribution_gives_the_card_its_ranges():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: draw_parameters("confocal-v9", 0), "unknown distribution 'confocal-v9'; known: \\['widefield-v1'\\]"),
+        (lambda: draw_parameters("confocal-v9", 0), "unknown distribution 'confocal-v9'; known: \\['beads-v1', 'widefield-v1'\\]"),
         (lambda: draw_parameters("widefield-v1", -1), "seed must be a non-negative integer"),
         (lambda: randomized_stack(shape=(9, 40)), "shape must be three positive integers"),
         (lambda: randomized_stack(pixel_um=0), "pixel_um must be a finite number > 0"),
