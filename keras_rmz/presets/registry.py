@@ -29,8 +29,9 @@ An entry holds:
 - ``sha256``: the sha256 of each of the four files;
 - ``metadata``: a summary (modality, sample, pixel size, z-step, M, Δz).
 
-A verified local copy in ``$KERAS_RMZ_WEIGHTS_DIR/<name>/`` or in the
-repository's ``weights/<name>/`` serves before the network.
+A verified local copy in ``$KERAS_RMZ_WEIGHTS_DIR/<name>/``, in the
+repository's ``weights/<name>/`` (a checkout) or in the package's
+``keras_rmz/weights/<name>/`` (a wheel) serves before the network.
 """
 
 import dataclasses
@@ -267,13 +268,25 @@ def repository_weights_dir():
     return Path(keras_rmz.__file__).resolve().parents[1] / "weights"
 
 
+def package_weights_dir():
+    """``keras_rmz/weights/``: the built-in presets a wheel ships (``setup.py``
+    copies the repository's ``weights/`` there; a checkout has no such folder)."""
+    import keras_rmz
+
+    return Path(keras_rmz.__file__).resolve().parent / "weights"
+
+
 def local_copy_dirs():
     """Folders searched for local copies, in order: ``$KERAS_RMZ_WEIGHTS_DIR``
-    (when set), then the repository's ``weights/``."""
+    (when set), the repository's ``weights/`` (a checkout or an editable
+    install), then the package's own ``weights/`` (a wheel)."""
     dirs = []
     if os.environ.get(WEIGHTS_DIR_ENV):
         dirs.append(Path(os.environ[WEIGHTS_DIR_ENV]).expanduser())
-    dirs.append(repository_weights_dir())
+    repository = repository_weights_dir()
+    if (repository.parent / "pyproject.toml").is_file():  # not site-packages/weights of an installed package
+        dirs.append(repository)
+    dirs.append(package_weights_dir())
     return dirs
 
 
