@@ -1,14 +1,19 @@
 """``keras-rmz presets``: list the built-in presets, show a preset's metadata,
-verify a preset folder, and print the registry entry of a new one.
+verify a preset folder, publish one on the Hub, and print the registry
+entry of a new one.
 
 ```
 keras-rmz presets                                 # the same as: keras-rmz presets list
 keras-rmz presets info recurrent_mz_beads_m3      # or a folder, or hf://owner/repo[@rev]
 keras-rmz presets verify my_preset/               # or a built-in name, or hf://owner/repo[@rev]
 keras-rmz presets entry weights/my_preset --hub owner/repo --revision <commit>
+keras-rmz presets push weights/my_preset --repo owner/repo    # publish; prints the commit and the registry entry
 ```
 
 None of these loads a model, so none imports a deep-learning backend.
+``push`` uploads with ``huggingface_hub`` (``keras_rmz.presets.push_to_hub``,
+to ``HF_ENDPOINT`` when set), with the token of ``hf auth login`` or
+``HF_TOKEN``.
 """
 
 import json
@@ -50,6 +55,16 @@ def add_parser(subparsers):
     entry.add_argument("--name", default=None, help="the preset's name (default: the folder's name)")
     entry.add_argument("--description", default=None, help="one line (default: the metadata's description)")
     entry.set_defaults(func=run_entry)
+
+    push = actions.add_parser(
+        "push", help="publish a preset folder as a Hub model repo; prints the commit to pin in the registry")
+    push.add_argument("folder", metavar="DIR", help="the preset folder (checked against its sha256 first)")
+    push.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if missing)")
+    push.add_argument("--revision", default=None, metavar="BRANCH", help="branch to commit to (default: main)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--message", default=None, help="commit message")
+    push.add_argument("--name", default=None, help="the preset's registry name (default: the folder's name)")
+    push.set_defaults(func=run_push)
     return parser
 
 
@@ -151,6 +166,20 @@ def run_verify(args):
     for name in hashed:
         print(f"ok  {name}  {preset_io.sha256_file(folder / name)}")
     print(f"{folder}: all files match the sha256 in {label}")
+    return 0
+
+
+def run_push(args):
+    folder = Path(args.folder).expanduser()
+    preset_io.verify_preset(folder)  # before any connection
+    info = hub.push_to_hub(folder, args.repo, revision=args.revision, private=args.private,
+                           commit_message=args.message)
+    repo_id, _ = hub.parse_hf_handle(args.repo if args.repo.startswith(hub.HF_PREFIX) else hub.HF_PREFIX + args.repo)
+    print(f"pushed {folder} to hf://{repo_id}: commit {info.oid}")
+    print(f"load it with: keras_rmz.presets.load_preset(\"hf://{repo_id}@{info.oid}\")")
+    print("registry entry (keras_rmz/models/<model>/<model>_presets.py):")
+    entry = registry.registry_entry_for(folder, repo_id, info.oid)
+    print(registry.format_registry_entry(args.name or folder.name, entry))
     return 0
 
 

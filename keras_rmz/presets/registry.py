@@ -262,10 +262,13 @@ def available_presets_message():
 
 
 def repository_weights_dir():
-    """The repository's ``weights/`` folder (beside the ``keras_rmz`` package)."""
+    """The repository's ``weights/`` folder (beside the ``keras_rmz``
+    package) in a checkout; None where the package is installed (no
+    ``pyproject.toml`` beside it: not ``site-packages/weights``)."""
     import keras_rmz
 
-    return Path(keras_rmz.__file__).resolve().parents[1] / "weights"
+    root = Path(keras_rmz.__file__).resolve().parents[1]
+    return root / "weights" if (root / "pyproject.toml").is_file() else None
 
 
 def package_weights_dir():
@@ -284,7 +287,7 @@ def local_copy_dirs():
     if os.environ.get(WEIGHTS_DIR_ENV):
         dirs.append(Path(os.environ[WEIGHTS_DIR_ENV]).expanduser())
     repository = repository_weights_dir()
-    if (repository.parent / "pyproject.toml").is_file():  # not site-packages/weights of an installed package
+    if repository is not None:
         dirs.append(repository)
     dirs.append(package_weights_dir())
     return dirs

@@ -61,6 +61,8 @@ def isolated_presets(monkeypatch, tmp_path):
     empty = tmp_path / "repository_weights"
     empty.mkdir()
     monkeypatch.setattr(registry, "repository_weights_dir", lambda: empty)
+    packaged = tmp_path / "package_weights"
+    monkeypatch.setattr(registry, "package_weights_dir", lambda: packaged)
     yield
 
 

@@ -1,4 +1,4 @@
-"""A local stand-in for the Hugging Face Hub's download API, for tests.
+"""A local stand-in for the Hugging Face Hub's download and upload API, for tests.
 
 It serves model repos held in memory on 127.0.0.1 (a random port), speaking
 what ``huggingface_hub`` (0.30 to 2.x) uses to download:
@@ -11,6 +11,23 @@ what ``huggingface_hub`` (0.30 to 2.x) uses to download:
   and ``siblings`` (older clients list files here).
 - ``GET /api/models/{owner}/{repo}/tree/{revision}[?recursive=true]``: JSON
   list of ``{type, path, size, oid[, lfs]}`` (recent clients).
+
+and to upload (``create_repo``, ``create_branch``, ``upload_folder``):
+
+- ``POST /api/validate-yaml``: a README's YAML front matter must parse into
+  a mapping (400 with ``errors`` otherwise).
+- ``POST /api/repos/create``: a new repo with an empty first commit on
+  ``main``; 409 (with the repo's ``url``) when it exists.
+- ``POST /api/models/{owner}/{repo}/branch/{branch}``: a branch at
+  ``main``'s head (or the body's ``startingPoint``); 409 when it exists.
+- ``POST /api/models/{owner}/{repo}/preupload/{revision}``: every file is
+  a "regular" upload (its bytes travel base64-encoded in the commit, so the
+  client never takes the LFS or Xet path), with the git blob sha1 of the
+  file already at that path as ``oid``.
+- ``POST /api/models/{owner}/{repo}/commit/{revision}``: the NDJSON commit
+  (``header``, ``file``, ``deletedFile``, ``deletedFolder``) applied to the
+  branch's head, answering ``commitOid`` and ``commitUrl``; a
+  ``parentCommit`` that is not the head is refused (412), as the Hub does.
 
 Unknown repos, revisions and files answer 404 with the Hub's
 ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
@@ -26,6 +43,7 @@ with LocalHub() as hub:
 ```
 """
 
+import base64
 import hashlib
 import http.server
 import json
@@ -116,6 +134,21 @@ class LocalHub:
             return None, "RevisionNotFound"
         return commit, None
 
+    def commit_files(self, repo_id, revision="main"):
+        """``{path: bytes}`` of ``revision`` (a branch or a commit) of ``repo_id``."""
+        with self._lock:
+            commit, error = self._resolve(repo_id, revision)
+            if error:
+                raise KeyError(f"{repo_id}@{revision}: {error}")
+            return dict(self._repos[repo_id]["commits"][commit])
+
+    def commit_message(self, repo_id, commit):
+        """The summary line of a commit made through the upload API."""
+        return self._repos[repo_id].get("messages", {}).get(commit)
+
+    def is_private(self, repo_id):
+        return bool(self._repos[repo_id].get("private"))
+
     def _file(self, repo_id, commit, path):
         files = self._repos[repo_id]["commits"][commit]
         if path not in files:
@@ -192,6 +225,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self._route(send_body=True)
 
+    def do_POST(self):
+        parsed = urllib.parse.urlsplit(self.path)
+        with self.hub._lock:
+            self.hub.requests.append((self.command, parsed.path))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
+        if parts == ["api", "repos", "create"]:
+            return self._create_repo(json.loads(body))
+        if parts == ["api", "validate-yaml"]:
+            return self._validate_yaml(json.loads(body)["content"])
+        if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] in ("branch", "preupload", "commit"):
+            repo_id, revision = f"{parts[2]}/{parts[3]}", parts[5]
+            if repo_id not in self.hub._repos:
+                return self._error(404, "RepoNotFound", f"{repo_id}: RepoNotFound")
+            handler = {"branch": self._create_branch, "preupload": self._preupload, "commit": self._commit}[parts[4]]
+            return handler(repo_id, revision, body)
+        return self._error(404, "EntryNotFound", f"no route POST {parsed.path}")
+
     def _route(self, send_body):
         parsed = urllib.parse.urlsplit(self.path)
         with self.hub._lock:
@@ -210,6 +261,97 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             repo_id = f"{parts[0]}/{parts[1]}"
             return self._resolve_file(repo_id, parts[3], "/".join(parts[4:]), send_body)
         return self._error(404, "EntryNotFound", f"no route {parsed.path}", send_body)
+
+    # --- uploads ---------------------------------------------------------------
+
+    def _create_repo(self, request):
+        repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+        url = f"{self.hub.url}/{repo_id}"
+        if repo_id in self.hub._repos:
+            return self._reply(409, json.dumps({"error": "You already created this model repo", "url": url}).encode(),
+                               {"Content-Type": "application/json"})
+        self.hub.add_repo(repo_id, {}, commit=hashlib.sha1(b"initial commit " + repo_id.encode()).hexdigest())
+        self.hub._repos[repo_id]["private"] = request.get("visibility") == "private" or bool(request.get("private"))
+        self._json({"url": url, "name": repo_id})
+
+    def _validate_yaml(self, content):
+        """A model card's YAML front matter must parse into a mapping (the Hub
+        also checks its keys against its schemas; this server does not)."""
+        import yaml
+
+        errors = []
+        if content.startswith("---"):
+            front = content.split("\n---", 1)[0][3:]
+            try:
+                if not isinstance(yaml.safe_load(front) or {}, dict):
+                    errors.append("the metadata is not a mapping")
+            except yaml.YAMLError as error:
+                errors.append(f"invalid YAML: {error}")
+        if errors:
+            return self._reply(400, json.dumps({"errors": [{"message": m} for m in errors]}).encode(),
+                               {"Content-Type": "application/json", "X-Error-Code": "BadRequest"})
+        self._json({"warnings": []})
+
+    def _create_branch(self, repo_id, branch, body):
+        request = json.loads(body) if body else {}
+        refs = self.hub._repos[repo_id]["refs"]
+        if branch in refs:
+            return self._reply(409, json.dumps({"error": f"Reference {branch} already exists"}).encode(),
+                               {"Content-Type": "application/json"})
+        commit, error = self.hub._resolve(repo_id, request.get("startingPoint") or "main")
+        if error:
+            return self._error(404, error, f"{repo_id}: {error}")
+        with self.hub._lock:
+            refs[branch] = commit
+        self._json({})
+
+    def _preupload(self, repo_id, revision, body):
+        commit, error = self.hub._resolve(repo_id, revision)
+        if error:
+            return self._error(404, error, f"{repo_id}@{revision}: {error}")
+        files = self.hub._repos[repo_id]["commits"][commit]
+        answers = []
+        for item in json.loads(body)["files"]:
+            existing = files.get(item["path"])
+            answers.append({"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
+                            "oid": None if existing is None else git_blob_sha1(existing)})
+        self._json({"files": answers, "commitOid": commit})
+
+    def _commit(self, repo_id, revision, body):
+        repo = self.hub._repos[repo_id]
+        if revision not in repo["refs"]:
+            return self._error(404, "RevisionNotFound", f"{repo_id}@{revision}: not a branch")
+        head = repo["refs"][revision]
+        files = dict(repo["commits"][head])
+        header = {}
+        for line in body.splitlines():
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+            if key == "header":
+                header = value
+            elif key == "file":
+                if value.get("encoding") != "base64":
+                    return self._error(400, "BadRequest", f"unsupported encoding {value.get('encoding')!r}")
+                files[value["path"]] = base64.b64decode(value["content"])
+            elif key == "deletedFile":
+                files.pop(value["path"], None)
+            elif key == "deletedFolder":
+                prefix = value["path"].rstrip("/") + "/"
+                files = {p: d for p, d in files.items() if not p.startswith(prefix)}
+            else:  # lfsFile: this server never asks for LFS uploads
+                return self._error(400, "BadRequest", f"unsupported commit operation {key!r}")
+        if header.get("parentCommit") not in (None, head):
+            return self._error(412, "PreconditionFailed", f"parent commit {header['parentCommit']} is not the head {head}")
+        digest = hashlib.sha1(head.encode() + json.dumps(header, sort_keys=True).encode())
+        for path in sorted(files):
+            digest.update(path.encode() + b"\x00" + files[path])
+        commit = digest.hexdigest()
+        with self.hub._lock:
+            repo["commits"][commit] = files
+            repo["refs"][revision] = commit
+            repo.setdefault("messages", {})[commit] = header.get("summary", "")
+        self._json({"commitUrl": f"{self.hub.url}/{repo_id}/commit/{commit}", "commitOid": commit,
+                    "pullRequestUrl": None})
 
     def _model_info(self, repo_id, revision, send_body):
         commit, error = self.hub._resolve(repo_id, revision)

@@ -245,74 +245,55 @@ def test_env_set_before_import_in_a_fresh_interpreter(tmp_path, monkeypatch, hf_
 # --- push_to_hub ---------------------------------------------------------------
 
 
-class FakeHfApi:
-    """Records what push_to_hub asks of huggingface_hub.HfApi; "uploads" into
-    a LocalHub the files upload_folder would send."""
-
-    instances = []
-
-    def __init__(self, endpoint=None, token=None, **kwargs):
-        self.endpoint, self.token, self.calls = endpoint, token, []
-        self.uploaded = {}
-        FakeHfApi.instances.append(self)
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", repo_id, kwargs))
-
-    def upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):
-        import fnmatch
-
-        arguments = {"folder_path": folder_path, "allow_patterns": allow_patterns, **kwargs}
-        self.calls.append(("upload_folder", repo_id, arguments))
-        for path in sorted(Path(folder_path).iterdir()):
-            if allow_patterns is None or any(fnmatch.fnmatch(path.name, p) for p in allow_patterns):
-                self.uploaded[path.name] = path.read_bytes()
-        return type("CommitInfo", (), {"oid": "c" * 40})()
-
-
-@pytest.fixture
-def fake_api(monkeypatch, hf_env):
-    import huggingface_hub
-
-    FakeHfApi.instances = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
-    return FakeHfApi
-
-
-def test_push_to_hub_uploads_exactly_the_preset(fake_api, preset_dir, monkeypatch, local_hub, tiny_model, inputs):
+def test_push_to_hub_uploads_exactly_the_preset(local_hub, preset_dir, tiny_model, inputs):
+    """huggingface_hub's own upload path (create_repo, preupload, commit)
+    against the local Hub; what lands there loads back through the download path."""
     (preset_dir / "notes.txt").write_text("not part of the preset")
     info = push_to_hub(preset_dir, "me/tiny_beads", private=True, token="hf_x", commit_message="first")
-    assert info.oid == "c" * 40
-    (api,) = fake_api.instances
-    assert api.token == "hf_x" and api.endpoint == local_hub.url
-    assert [call[0] for call in api.calls] == ["create_repo", "upload_folder"]
-    _, repo_id, create = api.calls[0]
-    assert repo_id == "me/tiny_beads" and create["private"] is True and create["exist_ok"] is True
-    _, repo_id, upload = api.calls[1]
-    assert repo_id == "me/tiny_beads" and Path(upload["folder_path"]) == preset_dir
-    assert upload["commit_message"] == "first" and upload["revision"] is None
-    assert upload["delete_patterns"] == ["*"]  # the repo ends up holding the preset only
-    assert api.uploaded == {name: (preset_dir / name).read_bytes() for name in PRESET_FILES}
+    posts = [path for method, path in local_hub.requests if method == "POST"]
+    assert posts[0] == "/api/repos/create" and "/api/models/me/tiny_beads/commit/main" in posts
+    assert local_hub.commit_files("me/tiny_beads") == {name: (preset_dir / name).read_bytes() for name in PRESET_FILES}
+    assert local_hub.commit_files("me/tiny_beads", info.oid) == local_hub.commit_files("me/tiny_beads")
+    assert local_hub.commit_message("me/tiny_beads", info.oid) == "first" and local_hub.is_private("me/tiny_beads")
+    model = load_preset(f"hf://me/tiny_beads@{info.oid}")
+    np.testing.assert_allclose(outputs(model, inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
 
-    # What was uploaded loads back through the Hub's download path.
-    local_hub.add_repo("me/tiny_beads", api.uploaded)
-    model = load_preset("hf://me/tiny_beads")
+    # A second push replaces the files: anything else in the repo is deleted.
+    local_hub.add_repo("me/tiny_beads", {**local_hub.commit_files("me/tiny_beads"), "old/stale.bin": b"x"})
+    second = push_to_hub(preset_dir, "me/tiny_beads")
+    assert second.oid != info.oid
+    assert set(local_hub.commit_files("me/tiny_beads")) == set(PRESET_FILES)
+    assert local_hub.commit_message("me/tiny_beads", second.oid) == "Upload keras_rmz preset tiny_preset"
+
+
+def test_push_to_hub_to_a_branch(local_hub, preset_dir):
+    info = push_to_hub(preset_dir, "hf://me/tiny_beads@v1")
+    assert local_hub.commit_files("me/tiny_beads", "v1") == local_hub.commit_files("me/tiny_beads", info.oid)
+    assert local_hub.commit_files("me/tiny_beads", "main") == {}  # the repo's first, empty commit
+    assert "/api/models/me/tiny_beads/branch/v1" in [path for _, path in local_hub.requests]
+
+
+def test_cli_push_prints_the_commit_and_a_registry_entry_that_loads(local_hub, preset_dir, monkeypatch, capsys,
+                                                                       tiny_model, inputs):
+    from keras_rmz.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "SUBCOMMANDS", {"presets": "keras_rmz.cli.presets"})
+    code = cli_main.main(["presets", "push", str(preset_dir), "--repo", "me/tiny_beads", "--name", "tiny_beads"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (line,) = [line for line in out.splitlines() if line.startswith("pushed")]
+    oid = line.rsplit(" ", 1)[-1]
+    assert len(oid) == 40 and local_hub.commit_files("me/tiny_beads", oid)
+    entry_text = out[out.index("registry entry"):].split("\n", 1)[1]
+    assert '"tiny_beads"' in entry_text and oid in entry_text and "me/tiny_beads" in entry_text
+    # That entry, registered, loads the preset by name through the Hub.
+    entry = register(monkeypatch, "tiny_beads", preset_dir, hub="me/tiny_beads", revision=oid)
+    assert registry.format_registry_entry("tiny_beads", entry) in out
+    model = load_preset("tiny_beads")
     np.testing.assert_allclose(outputs(model, inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
 
 
-def test_push_to_hub_to_a_branch(fake_api, preset_dir):
-    push_to_hub(preset_dir, "hf://me/tiny_beads@v1")
-    (api,) = fake_api.instances
-    assert [call[0] for call in api.calls] == ["create_repo", "create_branch", "upload_folder"]
-    assert api.calls[1][2]["branch"] == "v1" and api.calls[1][2]["exist_ok"] is True
-    assert api.calls[2][2]["revision"] == "v1"
-    assert api.calls[2][2]["commit_message"] == "Upload keras_rmz preset tiny_preset"
-
-
-def test_push_to_hub_refuses_an_unverified_folder(fake_api, preset_dir):
+def test_push_to_hub_refuses_an_unverified_folder(local_hub, preset_dir):
     flip_byte(preset_dir / "model.weights.h5")
     with pytest.raises(ValueError, match=r"model.weights.h5.*sha256"):
         push_to_hub(preset_dir, "me/tiny_beads")
@@ -321,14 +302,14 @@ def test_push_to_hub_refuses_an_unverified_folder(fake_api, preset_dir):
         push_to_hub(preset_dir, "me/tiny_beads")
     with pytest.raises(ValueError, match="hf://owner/repo"):
         push_to_hub(preset_dir, "not a repo")
-    assert fake_api.instances == []
+    assert local_hub.requests == []  # refused before any connection
 
 
-def test_push_to_hub_refuses_offline_mode(fake_api, hf_env, preset_dir):
+def test_push_to_hub_refuses_offline_mode(local_hub, hf_env, preset_dir):
     hf_env.go_offline()
     with pytest.raises(OSError, match="offline"):
         push_to_hub(preset_dir, "me/tiny_beads")
-    assert fake_api.instances == []
+    assert local_hub.requests == []
 
 
 def test_hub_settings_are_read_at_call_time(monkeypatch, hf_env):

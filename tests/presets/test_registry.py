@@ -146,6 +146,21 @@ def test_a_builtin_name_loads_from_the_repository_weights(monkeypatch, preset_di
     np.testing.assert_allclose(outputs(model, inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
 
 
+def test_a_wheel_s_package_copy_serves_after_the_repository(monkeypatch, preset_dir, tiny_model, inputs, offline):
+    register(monkeypatch, "tiny_beads", preset_dir)
+    packaged = copy_preset(preset_dir, registry.package_weights_dir() / "tiny_beads")
+    assert registry.local_copy_dirs() == [registry.repository_weights_dir(), packaged.parent]
+    model = load_preset("tiny_beads")
+    np.testing.assert_allclose(outputs(model, inputs), outputs(tiny_model, inputs), atol=1e-6, rtol=0)
+    assert registry.local_copy_status("tiny_beads")[:2] == ("verified", packaged)
+    # A copy in the repository's weights/ comes first; outside a checkout there is none.
+    flip_byte(copy_preset(preset_dir, registry.repository_weights_dir() / "tiny_beads") / "model.weights.h5")
+    assert registry.local_copy_status("tiny_beads")[0] == "corrupt"
+    monkeypatch.setattr(registry, "repository_weights_dir", lambda: None)
+    assert registry.local_copy_dirs() == [packaged.parent]
+    assert registry.local_copy_status("tiny_beads")[:2] == ("verified", packaged)
+
+
 def test_the_env_dir_comes_before_the_repository(monkeypatch, tmp_path, preset_dir, offline):
     register(monkeypatch, "tiny_beads", preset_dir)
     corrupt = copy_preset(preset_dir, registry.repository_weights_dir() / "tiny_beads")
