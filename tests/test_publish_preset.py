@@ -111,3 +111,21 @@ def test_the_shipped_cards_show_the_generated_use_section(publish):
         section = "\n".join(publish.use_section(readme.parent.name, metadata))
         assert section in readme.read_text(encoding="utf-8"), f"{readme}: run publish_preset.py --refresh-use-sections"
         assert "--output-z" in section and "--pixel-um" in section and "..." not in section
+
+
+@pytest.mark.run_once
+def test_niche_metrics_score_other_presets_on_the_same_volumes(publish):
+    import numpy as np
+
+    from keras_rmz.models import RecurrentMZ
+
+    model = RecurrentMZ(base_filters=2, depth=1)
+    metadata = {"z_step_um": 0.25, "num_inputs": 3, "input_spacing_um": 2.0, "modality": "widefield -> widefield"}
+    scores = publish.niche_metrics(model, metadata, "beads", volumes=1, shape=(41, 16, 16), others={"same": model})
+    table = scores["table"]
+    assert list(table) == ["model", "same", "nearest input plane", "linear interpolation"]
+    assert table["same"] == table["model"]
+    assert scores["held_out"]["sample"] == "beads" and scores["held_out"]["seeds"] == [900000]
+    assert all(np.isfinite(row["psnr_between_db"]) for row in table.values())
+    # Interpolating between inputs 2 µm apart beats copying the nearest one on a bead stack.
+    assert table["linear interpolation"]["psnr_between_db"] > table["nearest input plane"]["psnr_between_db"]

@@ -58,24 +58,35 @@ def bead_metrics(model, deep_z=None, unet3d=None, volumes=3, shape=(101, 256, 25
     return {"held_out": result["setting"], "table": result["table"]}
 
 
-def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=900000):
-    """Model vs nearest input vs linear interpolation on held-out nuclei
-    volumes (the paper-like simulator), at the planes strictly between the inputs."""
+# The paper-like simulator's niche of each sample: its stacks' shape.
+NICHE_SHAPES = {"nuclei": (91, 256, 256), "beads": (101, 256, 256)}
+
+
+def niche_metrics(model, metadata, sample="nuclei", volumes=3, shape=None, first_seed=900000, others=None):
+    """Model vs nearest input vs linear interpolation on held-out volumes of
+    the paper-like simulator's ``sample`` (one microscope), at the planes
+    strictly between the inputs; ``others`` (name -> model) are scored beside."""
     from keras_rmz.simulate import simulate_stack
 
     confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
     z_step = float(metadata["z_step_um"])
+    shape = tuple(shape or NICHE_SHAPES[sample])
 
     def pair(seed):
-        measured = simulate_stack("nuclei", "widefield", shape=shape, z_step_um=z_step, seed=seed)
-        truth = simulate_stack("nuclei", "confocal" if confocal else "widefield", shape=shape, z_step_um=z_step,
+        measured = simulate_stack(sample, "widefield", shape=shape, z_step_um=z_step, seed=seed)
+        truth = simulate_stack(sample, "confocal" if confocal else "widefield", shape=shape, z_step_um=z_step,
                                seed=seed, noise=False)
         return measured, truth
 
     seeds = list(range(first_seed, first_seed + volumes))
-    held = {"sample": "nuclei", "truth": "confocal (noise-free)" if confocal else "wide-field (noise-free)",
+    held = {"sample": sample, "truth": "confocal (noise-free)" if confocal else "wide-field (noise-free)",
             "shape": list(shape), "z_step_um": z_step}
-    return _held_out_metrics(model, metadata, pair, seeds, held, confocal)
+    return _held_out_metrics(model, metadata, pair, seeds, held, confocal, others=others)
+
+
+def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=900000):
+    """``niche_metrics`` of nuclei."""
+    return niche_metrics(model, metadata, "nuclei", volumes, shape, first_seed)
 
 
 def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_seed=900000):
@@ -92,7 +103,7 @@ def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_s
         model, metadata, lambda seed: randomized_pair(name, shape=shape, z_step_um=z_step, seed=seed), seeds, held)
 
 
-def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False):
+def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False, others=None):
     """Model, nearest input and linear interpolation at the planes strictly
     between M inputs the trained spacing apart, in the middle of each
     held-out stack ``pair(seed) -> (measured, truth)``; volumes normalized
@@ -104,7 +115,8 @@ def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False):
 
     num_inputs = int(metadata["num_inputs"])
     spacing = float(metadata["input_spacing_um"])
-    scores = {"model": [], "nearest input plane": [], "linear interpolation": []}
+    others = dict(others or {})
+    scores = {"model": [], **{name: [] for name in others}, "nearest input plane": [], "linear interpolation": []}
     for seed in seeds:
         measured, truth_stack = pair(seed)
         z = measured.z
@@ -115,9 +127,9 @@ def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False):
         # Every plane is reconstructed (the arrays below are indexed by plane)
         # but only those between the inputs are scored: the planes beyond the
         # trained output range are extrapolated, with a warning.
-        volume = model.reconstruct(
-            images, input_z, z, batch_size=8, verbose=False, pixel_um=measured.pixel_um, extrapolate=True
-        )
+        volumes = {name: network.reconstruct(images, input_z, z, batch_size=8, verbose=False,
+                                             pixel_um=measured.pixel_um, extrapolate=True)
+                   for name, network in {"model": model, **others}.items()}
         norm = compute_normalization(truth_stack)
         truth = norm.apply(truth_stack.data.astype(np.float32))
         # A confocal truth has other counts than the wide-field inputs: compare
@@ -128,7 +140,7 @@ def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False):
         in_norm = compute_normalization(images)
         to_truth = (in_norm if confocal else norm).apply
         candidates = {
-            "model": to_truth(volume.astype(np.float32)),
+            **{name: to_truth(volume.astype(np.float32)) for name, volume in volumes.items()},
             "nearest input plane": to_truth(images[np.argmin(np.abs(z[:, None] - input_z[None]), axis=1)]),
             "linear interpolation": to_truth(linear_interpolation(images, input_z, z)),
         }
@@ -472,6 +484,13 @@ def model_card(name, metadata, recipe_path, scores):
             f"On the paper-like nuclei simulator (one microscope: NA 1.4 oil, 519 nm; seeds {held['seeds']}), the "
             "niche of `recurrent_mz_nuclei_m2`:", "", _table_markdown(scores["nuclei"]["table"]), "",
         ]
+    if scores.get("beads"):
+        held = scores["beads"]["held_out"]
+        lines += [
+            f"On the paper-like bead simulator (one microscope: NA 1.4 oil, 615 nm, 0.1 µm pixels; seeds "
+            f"{held['seeds']}), the niche of `recurrent_mz_beads_m3`, which is scored beside it:", "",
+            _table_markdown(scores["beads"]["table"]), "",
+        ]
     if scores.get("real"):
         lines += [
             "## Metrics on real stacks (not trained on)", "",
@@ -566,9 +585,15 @@ def main(argv=None):
     if args.scores:
         scores = json.loads(pathlib.Path(args.scores).read_text(encoding="utf-8"))
     elif (metadata.get("training") or {}).get("data", {}).get("randomization"):
+        randomization = metadata["training"]["data"]["randomization"]
         scores = randomized_metrics(model, metadata, volumes=max(args.volumes, 8))
-        scores["nuclei"] = nuclei_metrics(model, metadata, volumes=args.volumes)
-        scores["real"] = real_metrics(model, metadata)
+        if all(kind.startswith("beads") for kind in randomization["samples"]):
+            # A bead preset: the one-microscope bead preset's niche, both scored there.
+            scores["beads"] = niche_metrics(model, metadata, "beads", volumes=args.volumes,
+                                            others={"recurrent_mz_beads_m3": load_preset("recurrent_mz_beads_m3")})
+        else:
+            scores["nuclei"] = nuclei_metrics(model, metadata, volumes=args.volumes)
+            scores["real"] = real_metrics(model, metadata)
     elif "beads" in (metadata.get("sample") or ""):
         scores = bead_metrics(
             model,
