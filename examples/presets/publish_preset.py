@@ -62,10 +62,13 @@ def bead_metrics(model, deep_z=None, unet3d=None, volumes=3, shape=(101, 256, 25
 NICHE_SHAPES = {"nuclei": (91, 256, 256), "beads": (101, 256, 256)}
 
 
-def niche_metrics(model, metadata, sample="nuclei", volumes=3, shape=None, first_seed=900000, others=None):
+def niche_metrics(model, metadata, sample="nuclei", volumes=3, shape=None, first_seed=900000, others=None,
+                  niche_preset=None):
     """Model vs nearest input vs linear interpolation on held-out volumes of
     the paper-like simulator's ``sample`` (one microscope), at the planes
-    strictly between the inputs; ``others`` (name -> model) are scored beside."""
+    strictly between the inputs; ``others`` (name -> model) are scored beside.
+    ``niche_preset``: the one-microscope preset this simulator made (named
+    on the card)."""
     from keras_rmz.simulate import simulate_stack
 
     confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
@@ -80,7 +83,7 @@ def niche_metrics(model, metadata, sample="nuclei", volumes=3, shape=None, first
 
     seeds = list(range(first_seed, first_seed + volumes))
     held = {"sample": sample, "truth": "confocal (noise-free)" if confocal else "wide-field (noise-free)",
-            "shape": list(shape), "z_step_um": z_step}
+            "shape": list(shape), "z_step_um": z_step, "niche_preset": niche_preset}
     return _held_out_metrics(model, metadata, pair, seeds, held, confocal, others=others)
 
 
@@ -94,13 +97,23 @@ def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_s
     distribution (seeds the training and validation never used)."""
     from keras_rmz.simulate import randomized_pair
 
+    from keras_rmz.simulate import randomized_stack
+
     name = metadata["training"]["data"]["randomization"]["name"]
+    confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
     z_step = float(metadata["z_step_um"])
     seeds = list(range(first_seed, first_seed + volumes))
-    held = {"sample": f"domain-randomized ({name})", "truth": "wide-field (noise-free)", "shape": list(shape),
-            "z_step_um": z_step}
-    return _held_out_metrics(
-        model, metadata, lambda seed: randomized_pair(name, shape=shape, z_step_um=z_step, seed=seed), seeds, held)
+    held = {"sample": f"domain-randomized ({name})", "truth": f"{'confocal' if confocal else 'wide-field'} (noise-free)",
+            "shape": list(shape), "z_step_um": z_step}
+
+    def pair(seed):
+        if not confocal:
+            return randomized_pair(name, shape=shape, z_step_um=z_step, seed=seed)
+        # The same seed: the same microscope and object, imaged wide-field and confocal.
+        return (randomized_stack(name, "widefield", shape=shape, z_step_um=z_step, seed=seed),
+                randomized_stack(name, "confocal", shape=shape, z_step_um=z_step, seed=seed, noise=False))
+
+    return _held_out_metrics(model, metadata, pair, seeds, held, confocal)
 
 
 def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False, others=None):
@@ -478,18 +491,15 @@ def model_card(name, metadata, recipe_path, scores):
         "",
         *([summary, ""] if summary else []),
     ]
-    if scores.get("nuclei"):
-        held = scores["nuclei"]["held_out"]
+    for sample, optics_text in (("nuclei", "NA 1.4 oil, 519 nm"), ("beads", "NA 1.4 oil, 615 nm, 0.1 µm pixels")):
+        if not scores.get(sample):
+            continue
+        held = scores[sample]["held_out"]
+        niche = held.get("niche_preset") or "recurrent_mz_nuclei_m2"
+        beside = ", which is scored beside it" if niche in scores[sample]["table"] else ""
         lines += [
-            f"On the paper-like nuclei simulator (one microscope: NA 1.4 oil, 519 nm; seeds {held['seeds']}), the "
-            "niche of `recurrent_mz_nuclei_m2`:", "", _table_markdown(scores["nuclei"]["table"]), "",
-        ]
-    if scores.get("beads"):
-        held = scores["beads"]["held_out"]
-        lines += [
-            f"On the paper-like bead simulator (one microscope: NA 1.4 oil, 615 nm, 0.1 µm pixels; seeds "
-            f"{held['seeds']}), the niche of `recurrent_mz_beads_m3`, which is scored beside it:", "",
-            _table_markdown(scores["beads"]["table"]), "",
+            f"On the paper-like {sample} simulator (one microscope: {optics_text}; seeds {held['seeds']}), the "
+            f"niche of `{niche}`{beside}:", "", _table_markdown(scores[sample]["table"]), "",
         ]
     if scores.get("real"):
         lines += [
@@ -587,10 +597,18 @@ def main(argv=None):
     elif (metadata.get("training") or {}).get("data", {}).get("randomization"):
         randomization = metadata["training"]["data"]["randomization"]
         scores = randomized_metrics(model, metadata, volumes=max(args.volumes, 8))
+        confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
         if all(kind.startswith("beads") for kind in randomization["samples"]):
             # A bead preset: the one-microscope bead preset's niche, both scored there.
             scores["beads"] = niche_metrics(model, metadata, "beads", volumes=args.volumes,
-                                            others={"recurrent_mz_beads_m3": load_preset("recurrent_mz_beads_m3")})
+                                            others={"recurrent_mz_beads_m3": load_preset("recurrent_mz_beads_m3")},
+                                            niche_preset="recurrent_mz_beads_m3")
+        elif confocal:
+            # Recurrent-MZ+: the nuclei niche of the one-microscope wide-field -> confocal preset, both scored
+            # there (the real stacks have no confocal truth).
+            niche = "recurrent_mz_plus_nuclei_m3"
+            scores["nuclei"] = niche_metrics(model, metadata, "nuclei", volumes=args.volumes,
+                                             others={niche: load_preset(niche)}, niche_preset=niche)
         else:
             scores["nuclei"] = nuclei_metrics(model, metadata, volumes=args.volumes)
             scores["real"] = real_metrics(model, metadata)
