@@ -561,6 +561,14 @@ def _expected_error(command):
     return lines[0] if lines else None
 
 
+# Training commands of the shipped recipes that have already run (and passed)
+# in this session: the preset cards list every stage of their recipe, so the
+# same `keras-rmz train examples/presets/X.yaml` stands on several cards, and
+# its result does not depend on the page.
+_RECIPES_RUN = set()
+_RECIPE_COMMAND = re.compile(r"(KERAS_BACKEND=\w+ )?keras-rmz train examples/presets/[\w.]+\.yaml")
+
+
 @pytest.mark.parametrize("page", DOC_PAGES)
 def test_commands_run(page, tmp_path):
     commands = [c for b in read_blocks(page) if b.language in SHELL_LANGUAGES and not _is_card_copy(b)
@@ -580,11 +588,15 @@ def test_commands_run(page, tmp_path):
             _check_synopsis(command, tmp_path, helps)
             continue
         assert "..." not in words, f"{page}:{command.line}: a placeholder '...' in a command:\n{command.text}"
+        if command.text in _RECIPES_RUN:
+            continue
         result = _cli(rewrite_command(words[1:]), tmp_path, env)
         expected = _expected_error(command)
         where = f"{page}:{command.line}: `{command.text}`"
         if expected is None:
             assert result.returncode == 0, f"{where} fails (exit {result.returncode}):\n{result.stderr[-3000:]}"
+            if _RECIPE_COMMAND.fullmatch(command.text):
+                _RECIPES_RUN.add(command.text)
         else:
             assert result.returncode == 2, f"{where} should fail with exit code 2; got {result.returncode}"
             pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))
