@@ -130,6 +130,7 @@ def main():
         {"mechanical scan (101 planes)": volume[crop],
          **{f"{name} (M = 3)": v[crop] for name, v in recon.items()}},
         z_um, pixel_um, input_z=input_z, path=out / "metrics_mip_side_views.png", dpi=dpi,
+        intensity_label="intensity (a.u.)",
     )
 
     # 2. Per-plane PSNR and SSIM, one data range for the whole stack (Fig. 4b).

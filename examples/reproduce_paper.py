@@ -710,7 +710,8 @@ def experiment_fig2(ctx):
                      metric="PSNR (dB, normalized, range 1)", path=psnr_path, dpi=FIGURE_DPI,
                      title=f"Nuclei: Recurrent-MZ (M = {group}, pairs) vs baselines")
     mip_path = _image(ctx, "fig2_mip.png")
-    plot.mip_side_views(mips, z, PIXEL_UM, mip_path, input_z=input_z, normalize="shared", dpi=MIP_DPI)
+    plot.mip_side_views(mips, z, PIXEL_UM, mip_path, input_z=input_z, normalize="shared", dpi=MIP_DPI,
+                        intensity_label="normalized intensity")
     rmz, interp = table[METHOD_RMZ], table[METHOD_INTERP]
     text = [
         f"Between the inputs, Recurrent-MZ's mean PSNR is {_fmt(rmz['psnr_between_db'])} dB, "
@@ -1246,7 +1247,8 @@ def experiment_fig8(ctx):
                      metric="PSNR vs confocal (dB)", path=psnr_path, dpi=FIGURE_DPI,
                      title="Recurrent-MZ+ vs wide-field baselines")
     mip_path = _image(ctx, "fig8_mip.png")
-    plot.mip_side_views(mips, z, PIXEL_UM, mip_path, input_z=input_z, normalize="each", dpi=MIP_DPI)
+    plot.mip_side_views(mips, z, PIXEL_UM, mip_path, input_z=input_z, normalize="each", dpi=MIP_DPI,
+                        intensity_label="normalized intensity")
     plus, interp = table[methods[0]], table[methods[1]]
     text = [
         f"Against the confocal truth, Recurrent-MZ+ scores {_fmt(plus['psnr_between_db'])} dB between the inputs, "

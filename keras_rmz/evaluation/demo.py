@@ -236,6 +236,7 @@ def bead_demo(
         out / "mip.png",
         input_z=input_z,
         normalize="shared",
+        intensity_label="normalized intensity (background 0, beads ~1)",
     )
     plot.metric_vs_z(
         z,
