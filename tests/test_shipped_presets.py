@@ -96,3 +96,29 @@ def test_recurrent_mz_nuclei_m2_beats_interpolation_on_a_held_out_volume():
     # The card measures +1.1 dB over interpolation on 3 held-out volumes
     # (+0.9 to +1.3 each).
     assert model_psnr > interpolation_psnr + 0.5, (model_psnr, interpolation_psnr)
+
+
+RANDOMIZED_SHAPE = (91, 128, 128)  # 9 µm at 0.1 µm steps
+RANDOMIZED_INPUT_PLANES = [15, 45, 75]  # z = 1.5, 4.5, 7.5 µm: M = 3, Δz = 3 µm
+
+
+def test_recurrent_mz_beads_randomized_m3_beats_interpolation_on_a_held_out_microscope():
+    from keras_rmz.simulate import randomized_pair
+
+    model = keras_rmz.RecurrentMZ.from_preset(_shipped("recurrent_mz_beads_randomized_m3"))
+    # A microscope, bead layer and camera drawn from beads-v1 with a seed no training stack used.
+    measured, noise_free = randomized_pair("beads-v1", shape=RANDOMIZED_SHAPE, z_step_um=0.1, seed=SEED)
+    norm = keras_rmz.data.compute_normalization(noise_free)
+    truth = norm.apply(noise_free.data.astype(np.float64))
+    z = np.asarray(measured.z, np.float64)
+    planes = RANDOMIZED_INPUT_PLANES
+    between = np.setdiff1d(np.arange(planes[0] + 1, planes[-1]), planes)
+    raw = measured.data[planes].astype(np.float32)
+    volume = model.reconstruct(raw, input_z=z[planes], output_z=z[between], batch_size=16, verbose=False,
+                               pixel_um=measured.pixel_um)
+    interpolation = _interpolate(norm.apply(raw.astype(np.float64)), z[planes], z[between])
+    model_psnr = np.mean([_psnr(t, v) for t, v in zip(truth[between], norm.apply(volume))])
+    interpolation_psnr = np.mean([_psnr(t, v) for t, v in zip(truth[between], interpolation)])
+    # The card measures +5.8 dB over interpolation on 8 held-out 256 x 256
+    # microscopes (+2.1 to +13.9 each; this 128 x 128 one: +3.0).
+    assert model_psnr > interpolation_psnr + 1.0, (model_psnr, interpolation_psnr)

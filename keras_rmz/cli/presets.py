@@ -25,8 +25,9 @@ from keras_rmz.presets import hub, preset_io, registry
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "presets",
-        help="list, inspect and verify presets",
-        description="List the built-in presets, show a preset's metadata, verify a preset folder's sha256.",
+        help="list, inspect, verify and publish presets",
+        description="List the built-in presets (the default), show a preset's metadata, verify a preset folder's "
+                    "sha256, publish one on the Hub.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(func=run_list)  # no action: list the presets

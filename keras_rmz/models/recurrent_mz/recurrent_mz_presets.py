@@ -24,6 +24,28 @@ presets = {
             "license": "apache-2.0",
         },
     },
+    "recurrent_mz_beads_randomized_m3": {
+        "class_name": "keras_rmz>RecurrentMZ",
+        "description": "Recurrent-MZ (M = 3, Δz = 3 µm) for wide-field stacks of sub-resolution beads on many microscopes (domain-randomized simulation beads-v1), 0.1 µm pixels (other pixel sizes are resampled); trained on simulated stacks on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "519be8e27e64a9a3d8a2aac8c810a0be7afacf37752c076568dcdd74ddb0903d",
+            "model.weights.h5": "3fb72ae24b2bff4445326f5f846fdf177556e9151f435d9bc1f260b8f2b7db27",
+            "metadata.json": "b0b4aeb508404db1e0f0c476c83dcd119de7a7a2838bc2f7eeaa026d8014cfda",
+            "README.md": "c378d3f6563578f1ce111738c66356bf80c2c4ac2dc86818903476cfbf340e0d",
+        },
+        "metadata": {
+            "modality": "widefield -> widefield (noise-free)",
+            "sample": "domain-randomized samples (beads-v1: wide-field stacks of sparse and dense sub-resolution beads through the microscopes, fields and cameras of widefield-v1 (oil, water or silicone objectives, 450-680 nm emission, 0.05-0.25 µm pixels, refractive-index mismatch at 0-20 µm depth, haze, vignetting, bleaching)) (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.09999999999999998,
+            "num_inputs": 3,
+            "input_spacing_um": 3.0,
+            "output_range_um": [-7.5, 7.5],
+            "license": "apache-2.0",
+        },
+    },
     "recurrent_mz_nuclei_m2": {
         "class_name": "keras_rmz>RecurrentMZ",
         "description": "Recurrent-MZ (M = 2, Δz = 6 µm) for wide-field stacks of neuron nuclei (GFP), 63x/1.4 NA oil, 0.1 µm pixels, 0.2 µm z steps; trained on simulated stacks on a CPU",
