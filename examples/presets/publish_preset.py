@@ -92,9 +92,10 @@ def nuclei_metrics(model, metadata, volumes=3, shape=(91, 256, 256), first_seed=
     return niche_metrics(model, metadata, "nuclei", volumes, shape, first_seed)
 
 
-def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_seed=900000):
+def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_seed=900000, others=None):
     """The same scores on held-out stacks of the preset's randomization
-    distribution (seeds the training and validation never used)."""
+    distribution (seeds the training and validation never used); ``others``
+    (name -> model) are scored beside."""
     from keras_rmz.simulate import randomized_pair
 
     from keras_rmz.simulate import randomized_stack
@@ -113,7 +114,7 @@ def randomized_metrics(model, metadata, volumes=8, shape=(91, 256, 256), first_s
         return (randomized_stack(name, "widefield", shape=shape, z_step_um=z_step, seed=seed),
                 randomized_stack(name, "confocal", shape=shape, z_step_um=z_step, seed=seed, noise=False))
 
-    return _held_out_metrics(model, metadata, pair, seeds, held, confocal)
+    return _held_out_metrics(model, metadata, pair, seeds, held, confocal, others=others)
 
 
 def _held_out_metrics(model, metadata, pair, seeds, held, confocal=False, others=None):
@@ -596,19 +597,17 @@ def main(argv=None):
         scores = json.loads(pathlib.Path(args.scores).read_text(encoding="utf-8"))
     elif (metadata.get("training") or {}).get("data", {}).get("randomization"):
         randomization = metadata["training"]["data"]["randomization"]
-        scores = randomized_metrics(model, metadata, volumes=max(args.volumes, 8))
         confocal = "confocal" in (metadata.get("modality") or "").split("->")[-1]
-        if all(kind.startswith("beads") for kind in randomization["samples"]):
-            # A bead preset: the one-microscope bead preset's niche, both scored there.
-            scores["beads"] = niche_metrics(model, metadata, "beads", volumes=args.volumes,
-                                            others={"recurrent_mz_beads_m3": load_preset("recurrent_mz_beads_m3")},
-                                            niche_preset="recurrent_mz_beads_m3")
-        elif confocal:
-            # Recurrent-MZ+: the nuclei niche of the one-microscope wide-field -> confocal preset, both scored
-            # there (the real stacks have no confocal truth).
-            niche = "recurrent_mz_plus_nuclei_m3"
-            scores["nuclei"] = niche_metrics(model, metadata, "nuclei", volumes=args.volumes,
-                                             others={niche: load_preset(niche)}, niche_preset=niche)
+        beads = all(kind.startswith("beads") for kind in randomization["samples"])
+        # A bead or Recurrent-MZ+ preset is scored beside the one-microscope preset it started from, on the
+        # randomized stacks and on that preset's niche (the real stacks have no confocal truth).
+        niche = "recurrent_mz_beads_m3" if beads else "recurrent_mz_plus_nuclei_m3" if confocal else None
+        others = {niche: load_preset(niche)} if niche else None
+        scores = randomized_metrics(model, metadata, volumes=max(args.volumes, 8), others=others)
+        if niche:
+            scores["beads" if beads else "nuclei"] = niche_metrics(
+                model, metadata, "beads" if beads else "nuclei", volumes=args.volumes, others=others,
+                niche_preset=niche)
         else:
             scores["nuclei"] = nuclei_metrics(model, metadata, volumes=args.volumes)
             scores["real"] = real_metrics(model, metadata)
