@@ -129,3 +129,17 @@ def test_niche_metrics_score_other_presets_on_the_same_volumes(publish):
     assert all(np.isfinite(row["psnr_between_db"]) for row in table.values())
     # Interpolating between inputs 2 µm apart beats copying the nearest one on a bead stack.
     assert table["linear interpolation"]["psnr_between_db"] > table["nearest input plane"]["psnr_between_db"]
+
+
+def test_a_stage_run_from_a_scratch_copy_names_its_committed_recipe(publish):
+    import json
+
+    metadata = json.loads((REPOSITORY / "weights" / "recurrent_mz_beads_m3" / "metadata.json").read_text())
+    training = metadata["training"]
+    assert training["commands"][-1] == "keras-rmz train /tmp/s9/berhu.yaml"  # a scratch copy, gone
+    assert publish._committed_recipe(training["config"]) == "examples/presets/recurrent_mz_beads_m3_berhu.yaml"
+    # A stage list built on top of it names the committed recipe, not the scratch path.
+    child = {"fine_tuned_from": {"training": training}, "config": {}}
+    recipes = [recipe for _, _, recipe in publish._training_stages(child, "examples/presets/x.yaml")]
+    assert "/tmp/s9/berhu.yaml" not in recipes and "examples/presets/recurrent_mz_beads_m3_berhu.yaml" in recipes
+    assert publish._committed_recipe({"model": {"class": "Nothing"}}) is None

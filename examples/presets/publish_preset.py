@@ -306,6 +306,32 @@ def _stage_recipe(config, training):
                else ", no discriminator") + ".")
 
 
+def _within(recipe, recorded):
+    """Whether every key and value of a recipe's section is in the run's
+    recorded config (which also holds the defaults)."""
+    if isinstance(recipe, dict):
+        return isinstance(recorded, dict) and all(k in recorded and _within(v, recorded[k]) for k, v in recipe.items())
+    if isinstance(recipe, float) or isinstance(recorded, float):
+        return isinstance(recorded, (int, float)) and np.isclose(float(recipe), float(recorded), rtol=1e-12, atol=0)
+    return recipe == recorded
+
+
+def _committed_recipe(config):
+    """The recipe in examples/presets/ that a run's recorded ``config`` ran,
+    for a run started from a scratch copy of it (its output folder and
+    starting preset may differ); None unless exactly one matches."""
+    import yaml
+
+    matches = []
+    for path in sorted((REPOSITORY / "examples" / "presets").glob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        model = {k: v for k, v in (recipe.get("model") or {}).items() if k != "init_preset"}
+        sections = {**{k: v for k, v in recipe.items() if k not in ("output", "preset", "model")}, "model": model}
+        if all(_within(v, config.get(k)) for k, v in sections.items()):
+            matches.append(path.relative_to(REPOSITORY).as_posix())
+    return matches[0] if len(matches) == 1 else None
+
+
 def _training_stages(training, recipe_path):
     """[(what, training record, recipe)] from the first run to the last: a
     fine-tuned preset lists the run it started from first."""
@@ -316,6 +342,8 @@ def _training_stages(training, recipe_path):
         # The last session's config: earlier ones may have run a scratch copy.
         command = (earlier.get("commands") or [""])[-1].split()
         recipe = command[2] if len(command) > 2 and command[:2] == ["keras-rmz", "train"] else "?"
+        if not (REPOSITORY / recipe).is_file():  # a scratch copy: name the committed recipe it ran
+            recipe = _committed_recipe(earlier.get("config") or {}) or recipe
         stages.insert(0, ("fine-tuning" if earlier.get("fine_tuned_from") else "plain fit", earlier, recipe))
         base = earlier.get("fine_tuned_from")
     return stages

@@ -32,8 +32,8 @@ presets = {
         "sha256": {
             "config.json": "519be8e27e64a9a3d8a2aac8c810a0be7afacf37752c076568dcdd74ddb0903d",
             "model.weights.h5": "3fb72ae24b2bff4445326f5f846fdf177556e9151f435d9bc1f260b8f2b7db27",
-            "metadata.json": "b0b4aeb508404db1e0f0c476c83dcd119de7a7a2838bc2f7eeaa026d8014cfda",
-            "README.md": "c378d3f6563578f1ce111738c66356bf80c2c4ac2dc86818903476cfbf340e0d",
+            "metadata.json": "38182b005a6199e00083577ce7c5be4f7ced6b20c75d0e149d8c8fdef1691ee0",
+            "README.md": "c34665e6c1f170aae4f7196b7e22af607c6eb84bf2e2f2a2e948d9a52b3918da",
         },
         "metadata": {
             "modality": "widefield -> widefield (noise-free)",
