@@ -3,6 +3,7 @@ into a fresh virtual environment without network access, outside the
 checkout, it lists each one as a verified local copy (sha256 against the
 registry) and loads it offline."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -77,8 +78,6 @@ def test_a_wheel_ships_every_built_in_preset(tmp_path):
     result = subprocess.run([str(python), "-c", CHECK], cwd=outside, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    import json
-
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report) == {info.name for info in registry.list_presets()} and report
     for name, row in report.items():
