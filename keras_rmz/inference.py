@@ -485,15 +485,17 @@ def reconstruct_stack(model, stack, input_planes, output_z, *, normalize="inputs
     if normalize not in ("inputs", "stack", None):
         raise ValueError(f"normalize must be 'inputs', 'stack' or None; got {normalize!r}")
     indices = [int(i) for i in input_planes]
-    images, input_z = stack.data[indices], stack.z[indices]
+    # np.asarray reads only these planes of a lazily read (OME-Zarr) stack.
+    images, input_z = np.asarray(stack.data[indices]), stack.z[indices]
     if not np.all(np.isfinite(images)):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
     normalization = None
     if normalize == "stack":
-        if not np.all(np.isfinite(stack.data)):
+        every_plane = np.asarray(stack.data)
+        if not np.all(np.isfinite(every_plane)):
             raise ValueError("the stack holds NaN or inf values; normalizing from the whole stack needs finite "
                              "intensities")
-        normalization = resolve_normalization(model, stack.data, "auto")
+        normalization = resolve_normalization(model, every_plane, "auto")
     # "inputs" is reconstruct_volume's own "auto", computed after its checks.
     volume = reconstruct_volume(
         model, images, input_z, output_z, batch_size=batch_size, tile_size=tile_size,

@@ -210,7 +210,7 @@ def reconstruction_side_views(stack, volume, path=None, *, dpi=_DEFAULT_DPI):
     if stack.z_step_um is not None:
         matched, _ = nearest_planes(stack.z, volume.z, 0.5 * stack.z_step_um * (1 + 1e-9))
         if np.all(matched >= 0) and len(np.unique(matched)) == matched.size:
-            volumes["measured stack"] = stack.data[matched]
+            volumes["measured stack"] = np.asarray(stack.data[matched])  # reads only these planes of a lazy stack
     volumes["reconstruction"] = volume.data
     input_z = (volume.metadata or {}).get("reconstruction", {}).get("input_z_um")
     return mip_side_views(volumes, volume.z, volume.pixel_um, path, input_z=input_z, dpi=dpi)

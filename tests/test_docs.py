@@ -388,6 +388,7 @@ def make_workdir(folder):
     # M = 2 inputs 6 µm apart), 64 x 64 pixels (a training and a held-out half).
     embryo = simulate_stack("nuclei", shape=(91, 64, 64), seed=5)
     write_stack(folder / "embryo.ome.tif", Stack(embryo.data, embryo.z, embryo.pixel_um))
+    write_stack(folder / "embryo.ome.zarr", Stack(embryo.data, embryo.z, embryo.pixel_um))  # docs/data.md
     shutil.copytree(REPOSITORY / "weights" / "recurrent_mz_beads_m3", folder / "my_preset")
     shutil.copy(REPOSITORY / "examples" / "train_beads_m3.yaml", folder / "my.yaml")
     (folder / "examples").symlink_to(REPOSITORY / "examples")

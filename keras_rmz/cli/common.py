@@ -46,7 +46,7 @@ def check_output_path(path, suffixes, what, overwrite=False):
     path = pathlib.Path(path)
     if not path.name.lower().endswith(suffixes):
         raise ValueError(f"{what} must end in {' or '.join(suffixes)}; got {str(path)!r}")
-    if path.is_dir():
+    if path.is_dir() and not path.name.lower().endswith(".zarr"):  # a Zarr store is a folder
         raise ValueError(f"{what} {str(path)!r} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{what} {str(path)!r} exists; pass --overwrite to replace it")

@@ -53,7 +53,7 @@ examples:
       --input-planes 10 45 80 --output-z 0:18:0.2 --preset ./my_preset \\
       -o recon.ome.tif --figure recon.png"""
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
+_STACK_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
 # --------------------------------------------------------------------------
@@ -78,7 +78,8 @@ def add_parser(subparsers):
     )
 
     source = parser.add_argument_group("input")
-    source.add_argument("stack", metavar="STACK", help="TIFF / OME-TIFF z-stack holding the input planes")
+    source.add_argument("stack", metavar="STACK",
+                        help="TIFF / OME-TIFF z-stack or OME-Zarr image (.zarr) holding the input planes")
     planes = source.add_mutually_exclusive_group(required=True)
     planes.add_argument(
         "--input-z",
@@ -121,7 +122,8 @@ def add_parser(subparsers):
         metavar="Z",
         help="z (µm) of the planes to infer: START:STOP:STEP (STOP included) and/or single values",
     )
-    output.add_argument("-o", "--output", required=True, metavar="OUT.ome.tif", help="reconstructed volume (OME-TIFF)")
+    output.add_argument("-o", "--output", required=True, metavar="OUT.ome.tif",
+                        help="reconstructed volume: OME-TIFF (.tif, .tiff) or OME-Zarr with a pyramid (.zarr)")
     output.add_argument(
         "--figure", metavar="OUT.png", help="also write maximum-intensity-projection side views (x-z, y-z) as PNG"
     )
@@ -171,13 +173,17 @@ def add_parser(subparsers):
 
 def run(args):
     from keras_rmz.io import write_stack
+    from keras_rmz.io.omezarr import is_zarr, require_zarr
+    from keras_rmz.io.stack import is_lazy
     from keras_rmz.presets import load_preset, read_preset_metadata
 
     # Everything that can be checked cheaply is checked before the model runs.
     stack_path, output_path = pathlib.Path(args.stack), pathlib.Path(args.output)
     if stack_path.exists() and output_path.exists() and output_path.resolve() == stack_path.resolve():
         raise ValueError(f"--output {str(output_path)!r} would overwrite the input stack; choose another file")
-    output_path = check_output_path(args.output, _TIFF_SUFFIXES, "--output", args.overwrite)
+    output_path = check_output_path(args.output, _STACK_SUFFIXES, "--output", args.overwrite)
+    if is_zarr(output_path):
+        require_zarr()
     figure_path = check_output_path(args.figure, (".png",), "--figure", args.overwrite) if args.figure else None
     if figure_path is not None and figure_path.resolve() == output_path.resolve():
         raise ValueError("--figure and --output name the same file")
@@ -192,9 +198,11 @@ def run(args):
     )
     indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)
     input_z = stack.z[indices]
-    if not np.all(np.isfinite(stack.data[indices])):
+    if not np.all(np.isfinite(np.asarray(stack.data[indices]))):
         raise ValueError(f"the input planes {indices} hold NaN or inf values; the model needs finite intensities")
-    bad = int(stack.data.size - np.count_nonzero(np.isfinite(stack.data)))
+    # A lazily read (OME-Zarr) stack is read only where it is used: its
+    # other planes are not scanned (--normalize-from-stack checks them).
+    bad = 0 if is_lazy(stack.data) else int(stack.data.size - np.count_nonzero(np.isfinite(stack.data)))
     if bad and args.normalize_from_stack:
         raise ValueError(f"STACK holds {bad} NaN or inf values; --normalize-from-stack needs finite intensities in "
                          "every plane")

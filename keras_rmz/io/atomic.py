@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import uuid
 
 
@@ -58,7 +59,10 @@ def remove_stale(path):
         match = pattern.match(candidate.name)
         if match and int(match.group(1)) != os.getpid() and not process_running(int(match.group(1))):
             with contextlib.suppress(FileNotFoundError):
-                candidate.unlink()
+                if candidate.is_dir() and not candidate.is_symlink():
+                    shutil.rmtree(candidate)
+                else:
+                    candidate.unlink()
                 removed.append(candidate)
     return removed
 
@@ -87,6 +91,46 @@ def atomic_write(path, suffix=""):
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yields a new, empty temporary folder beside ``path`` to write a folder
+    store into (OME-Zarr); when the block ends without an error it takes the
+    place of ``path``, otherwise it is removed.
+
+    A folder cannot be swapped with one ``os.replace``: an existing ``path``
+    is first renamed to a hidden temporary name, the new folder renamed into
+    place, then the old one removed. A reader sees the old folder or the new
+    one, never a half-written one; a process killed between the two renames
+    leaves the old folder under its hidden name (the next write to ``path``
+    removes it, `remove_stale`).
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.mkdir()
+    try:
+        yield temporary
+        old = None
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            os.replace(path, old)
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+            raise
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def check_writable(path, what="the output"):

@@ -10,6 +10,11 @@ import numpy as np
 _NUMERIC_KINDS = "biuf"
 
 
+def is_lazy(array):
+    """Whether ``array`` is a Dask array (read only when computed)."""
+    return hasattr(array, "__dask_graph__")
+
+
 @dataclasses.dataclass(eq=False, repr=False)
 class Stack:
     """A z-stack: planes ``(Z, Y, X)``, the z position of each plane, the pixel size.
@@ -24,6 +29,9 @@ class Stack:
             allowed in float data and stored as they are: a reconstruction or a
             masked volume may hold them. Functions that cannot work with them
             (e.g. ``keras_rmz.data.compute_normalization``) say so when called.
+            A Dask array (an OME-Zarr store from ``read_stack``) is kept lazy:
+            taking planes (``data[[3, 6]]``, ``select``) reads only those
+            planes; ``np.asarray(stack.data)`` reads them all.
         z: z position of each plane in µm, shape ``(Z,)``, stored as float64.
             Finite and unique; not necessarily increasing or evenly spaced
             (Recurrent-MZ takes inputs at any positions, in any order). A scalar
@@ -50,7 +58,7 @@ class Stack:
     metadata: dict = None
 
     def __post_init__(self):
-        data = np.asarray(self.data)
+        data = self.data if is_lazy(self.data) else np.asarray(self.data)
         if data.ndim != 3 or min(data.shape, default=0) < 1:
             raise ValueError(
                 "Stack data must have shape (Z, Y, X) with Z, Y, X >= 1; "

@@ -8,7 +8,6 @@ file is replaced safely.
 import json
 import math
 import pathlib
-import re
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -17,27 +16,11 @@ import tifffile
 
 from keras_rmz.io.atomic import atomic_write
 from keras_rmz.io.stack import Stack
+from keras_rmz.io.units import unit_to_um
 
 # OME CommentAnnotation namespace under which ``Stack.metadata`` is stored as JSON.
 METADATA_NAMESPACE = "keras_rmz/stack-metadata/json/v1"
 
-# Length units → µm. Keys are matched exactly first (OME is case-sensitive:
-# "Mm" is a megametre), then lower-cased against the lower-case keys.
-_UM_PER_UNIT = {
-    "Ym": 1e30, "Zm": 1e27, "Em": 1e24, "Pm": 1e21, "Tm": 1e18, "Gm": 1e15, "Mm": 1e12,
-    "km": 1e9, "hm": 1e8, "dam": 1e7, "m": 1e6, "dm": 1e5, "cm": 1e4, "mm": 1e3,
-    "µm": 1.0, "μm": 1.0, "um": 1.0, "nm": 1e-3, "pm": 1e-6, "fm": 1e-9,
-    "Å": 1e-4, "å": 1e-4,
-}
-_UM_PER_UNIT_LOWER = {
-    "meter": 1e6, "metre": 1e6, "meters": 1e6, "metres": 1e6,
-    "centimeter": 1e4, "centimetre": 1e4, "millimeter": 1e3, "millimetre": 1e3,
-    "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
-    "micrometers": 1.0, "micrometres": 1.0,
-    "nanometer": 1e-3, "nanometre": 1e-3, "nanometers": 1e-3, "nanometres": 1e-3,
-    "angstrom": 1e-4, "in": 25400.0, "inch": 25400.0, "inches": 25400.0,
-    "um": 1.0, "µm": 1.0, "μm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6,
-}
 # TIFF ResolutionUnit (tifffile.RESUNIT values) → µm per unit.
 _UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
 # Plain TIFF resolution tags are trusted only up to this pixel size: coarser
@@ -50,21 +33,6 @@ _PLANE_AXES = "ZQI"
 _CHANNEL_AXES = "CS"
 # dtypes OME-TIFF can hold (tifffile's OmeXml); others must be cast by the caller.
 _OME_DTYPES = ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32", "float32", "float64")
-
-
-def _unit_to_um(unit):
-    """µm per ``unit`` (a length unit spelled as OME, ImageJ or a person
-    would), or ``None`` when the unit is not a length (e.g. ImageJ's "pixel")."""
-    if unit is None:
-        return None
-    unit = str(unit).strip()
-    # ImageJ writes µ as the literal escape "\u00B5" in its ASCII description.
-    unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
-    # A UTF-8 "µ" decoded as cp1252 becomes "Âµ".
-    unit = unit.replace("Âµ", "µ")
-    if unit in _UM_PER_UNIT:
-        return _UM_PER_UNIT[unit]
-    return _UM_PER_UNIT_LOWER.get(unit.lower())
 
 
 def _positive(value):
@@ -88,7 +56,7 @@ def _ome_length_um(element, name, default_unit="µm"):
     unit = element.get(name + "Unit", default_unit)
     # PositionZ defaults to the "reference frame" (stage coordinates); stage
     # z readouts are in µm in every writer we know, so read them as µm.
-    factor = 1.0 if unit == "reference frame" else _unit_to_um(unit)
+    factor = 1.0 if unit == "reference frame" else unit_to_um(unit)
     if factor is None or not math.isfinite(value):
         return None
     return value * factor
@@ -193,9 +161,9 @@ def _read_imagej(ij, page):
     if resunit in _UM_PER_RESUNIT:  # ImageJ writes INCH / CENTIMETER for those units
         xfactor = yfactor = _UM_PER_RESUNIT[resunit]
     else:  # ResolutionUnit NONE: pixels per ImageJ `unit` ("pixel" = uncalibrated)
-        xfactor = _unit_to_um(unit)
-        yfactor = _unit_to_um(ij.get("yunit", unit))
-    zfactor = _unit_to_um(ij.get("zunit", unit))
+        xfactor = unit_to_um(unit)
+        yfactor = unit_to_um(ij.get("yunit", unit))
+    zfactor = unit_to_um(ij.get("zunit", unit))
     xres, yres = page.resolution
     if xfactor is not None and _positive(xres):
         out["pixel_um"] = _positive(xfactor / xres)
@@ -282,8 +250,9 @@ def _to_zyx(data, axes, channel, path, time=None):
     return data[None], False
 
 
-def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, time=None):
-    """Read a z-stack from an OME-TIFF, an ImageJ hyperstack or a plain TIFF.
+def read_tiff(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, time=None):
+    """Read a z-stack from an OME-TIFF, an ImageJ hyperstack or a plain TIFF
+    (``read_stack`` for TIFF paths).
 
     Physical sizes come from the file, and explicit arguments override them:
 
@@ -326,8 +295,8 @@ def read_stack(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, 
     Example:
 
     ```python
-    stack = read_stack("beads.tif")                        # sizes from the file
-    stack = read_stack("raw.tif", z_step_um=0.1, pixel_um=0.1)
+    stack = read_tiff("beads.tif")                        # sizes from the file
+    stack = read_tiff("raw.tif", z_step_um=0.1, pixel_um=0.1)
     ```
     """
     path = pathlib.Path(path)
@@ -422,101 +391,10 @@ def _missing(info, key, what, remedy):
     return f"{what} ({remedy})"
 
 
-def _json_default(value):
-    # numpy scalars and arrays become plain numbers and lists.
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def read_stack_with_defaults(path, *, z_step_um=None, pixel_um=None, channel=None, time=None):
-    """``read_stack(path)``, with ``z_step_um`` / ``pixel_um`` used only when
-    the file does not record them: a file that records its physical sizes is
-    read as it is (non-uniform z positions included).
-
-    Raises:
-        ValueError: as ``read_stack``; a missing size names the argument
-            (callers add their own option's name).
-
-    Example:
-
-    ```python
-    stack = read_stack_with_defaults("any.tif", z_step_um=0.2, pixel_um=0.1)
-    ```
-    """
-    attempts = [{}]
-    if pixel_um is not None:
-        attempts.append({"pixel_um": pixel_um})
-    if z_step_um is not None:
-        attempts.append({"z_step_um": z_step_um})
-    if pixel_um is not None and z_step_um is not None:
-        attempts.append({"z_step_um": z_step_um, "pixel_um": pixel_um})
-    for fills in attempts:
-        try:
-            return read_stack(path, channel=channel, time=time, **fills)
-        except ValueError as error:
-            last_error = error
-    raise last_error
-
-
-def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None):
-    """Write a z-stack as OME-TIFF, atomically.
-
-    The file holds the planes in their dtype (axes ``ZYX``), ``PhysicalSizeX``
-    / ``Y`` (the pixel size) and ``PhysicalSizeZ`` (the median z spacing) in
-    µm, and ``PositionZ`` (µm) on every ``Plane``, so non-uniform z reads back
-    exactly. ``metadata`` is stored as JSON in an OME ``CommentAnnotation``
-    (namespace ``keras_rmz/stack-metadata/json/v1``) and reads back as the
-    same dict (tuples become lists, numpy scalars/arrays become numbers/lists).
-
-    The data goes to a temporary file in the destination folder, which then
-    replaces ``path`` in one ``os.replace``: readers never see a half-written
-    file, and if writing fails the temporary file is removed and any existing
-    file at ``path`` is untouched. Missing parent folders are created.
-
-    Args:
-        path: destination, conventionally ``*.ome.tif``.
-        stack_or_array: a ``Stack``, or an array ``(Z, Y, X)`` (a 2D array is
-            one plane). dtype bool, (u)int8/16/32, float32 or float64.
-        z_um: z of every plane in µm; required with an array, overrides a
-            Stack's ``z``.
-        pixel_um: pixel size in µm; required with an array, overrides a
-            Stack's ``pixel_um``.
-        metadata: JSON-serialisable dict; with a Stack it updates (shallowly)
-            the Stack's metadata.
-
-    Returns:
-        ``pathlib.Path`` of the written file.
-
-    Example:
-
-    ```python
-    write_stack("recon.ome.tif", volume, z_um=output_z, pixel_um=stack.pixel_um)
-    write_stack("copy.ome.tif", stack)
-    ```
-    """
-    path = pathlib.Path(path)
-    if isinstance(stack_or_array, Stack):
-        stack = Stack(
-            stack_or_array.data,
-            stack_or_array.z if z_um is None else z_um,
-            stack_or_array.pixel_um if pixel_um is None else pixel_um,
-            {**stack_or_array.metadata, **(metadata or {})},
-        )
-    else:
-        data = np.asarray(stack_or_array)
-        if data.ndim == 2:
-            data = data[None]
-        if z_um is None or pixel_um is None:
-            raise ValueError(
-                "write_stack of an array needs z_um= (µm, one per plane) and pixel_um= (µm); "
-                "or pass a Stack, which carries both."
-            )
-        stack = Stack(data, z_um, pixel_um, metadata)
-
-    data = stack.data
+def write_tiff(path, stack, metadata_json):
+    """Write ``stack`` (a checked ``Stack``) as OME-TIFF, atomically, with
+    ``metadata_json`` in its annotation: ``write_stack`` for ``.tif`` paths."""
+    data = np.asarray(stack.data)
     if data.dtype.name not in _OME_DTYPES:
         raise ValueError(
             f"OME-TIFF cannot hold dtype {data.dtype}; accepted: {', '.join(_OME_DTYPES)}. "
@@ -524,14 +402,6 @@ def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None
         )
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
-    try:
-        metadata_json = json.dumps(stack.metadata, default=_json_default, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            "Stack metadata must be JSON-serialisable (a dict of str keys with str, int, finite "
-            f"float, bool, None, list or dict values; numpy scalars/arrays are converted): {exc}."
-        ) from exc
-
     ome = {
         "axes": "ZYX",
         "PhysicalSizeX": stack.pixel_um,

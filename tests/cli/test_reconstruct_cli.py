@@ -160,6 +160,26 @@ def test_evaluate_reads_the_reconstruction(reconstruction, stack_path, capsys):
     assert "9 of 9 PREDICTION planes" in capsys.readouterr().out
 
 
+@pytest.mark.large  # builds and runs a model: ~1 min on JAX (an XLA compile per weight shape)
+def test_ome_zarr_in_and_out_gives_the_tiff_run_volume(reconstruction, preset_dir, stack_path, tmp_path):
+    """The same run with the stack as OME-Zarr and an OME-Zarr output: the
+    same volume, z, pixel size and record as the OME-TIFF run."""
+    pytest.importorskip("ome_zarr")
+    zarr_stack = write_stack(tmp_path / "beads.ome.zarr", read_stack(stack_path))
+    output = tmp_path / "recon.ome.zarr"
+    argv = ["reconstruct", str(zarr_stack), "--input-z", "3.0", "0.5", "2.0", "--output-z", "0:4:0.5",
+            "--preset", str(preset_dir), "-o", str(output), "--batch-size", "16", "--quiet"]
+    assert cli_main.main(argv) == 0
+    tiff, zarr_volume = read_stack(reconstruction["output"]), read_stack(output)
+    np.testing.assert_allclose(np.asarray(zarr_volume.data), tiff.data, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(zarr_volume.z, tiff.z)
+    assert zarr_volume.pixel_um == tiff.pixel_um
+    assert zarr_volume.metadata["reconstruction"]["input_planes"] == [6, 1, 4]
+    # --overwrite replaces a store (a folder); without it, it is refused.
+    assert cli_main.main([*argv, "--overwrite"]) == 0
+    assert cli_main.main(argv) == 2
+
+
 # ---------------------------------------------------------------------------
 # Options reach reconstruct_volume (a spy instead of the model: no compute)
 
@@ -371,7 +391,7 @@ def test_bad_arguments(capsys, stack_path, tmp_path, argv, expected):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["-o", "volume.npy"], "--output must end in .tif or .tiff"),
+        (["-o", "volume.npy"], "--output must end in .tif or .tiff or .zarr"),
         (["--figure", "fig.jpg"], "--figure must end in .png"),
     ],
 )
