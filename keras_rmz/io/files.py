@@ -144,16 +144,19 @@ def write_stack(path, stack_or_array, *, z_um=None, pixel_um=None, metadata=None
             )
         stack = Stack(data, z_um, pixel_um, metadata)
 
+    writer = write_zarr if is_zarr(path) else write_tiff
+    return writer(path, stack, metadata_to_json(stack.metadata))
+
+
+def metadata_to_json(metadata):
+    """``metadata`` as JSON text, or a ValueError saying what JSON holds."""
     try:
-        metadata_json = json.dumps(stack.metadata, default=_json_default, allow_nan=False)
+        return json.dumps(metadata, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             "Stack metadata must be JSON-serialisable (a dict of str keys with str, int, finite "
             f"float, bool, None, list or dict values; numpy scalars/arrays are converted): {exc}."
         ) from exc
-
-    writer = write_zarr if is_zarr(path) else write_tiff
-    return writer(path, stack, metadata_json)
 
 
 def _json_default(value):

@@ -87,19 +87,9 @@ def _select(data, names, axis, index, count_word, argument, path):
     return taken, names[:position] + names[position + 1:]
 
 
-def read_zarr(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, time=None):
-    """Read a z-stack from an OME-Zarr image, lazily (see the module).
-
-    Physical sizes come from the full-resolution level's scale and
-    translation with each axis's unit, the z of every plane from our own
-    ``z_um`` attribute when present; explicit arguments override them, as in
-    ``read_stack``. An axis without a length unit gives no size (NGFF's
-    default scale of 1 is not a calibration). A ``t`` or ``c`` axis longer
-    than one needs ``time=`` / ``channel=``.
-
-    Returns:
-        ``Stack`` whose ``data`` is a Dask array ``(Z, Y, X)``.
-    """
+def _open(path):
+    """(full-resolution Dask array, axis names, size and offset of each
+    axis in µm or None, our attributes) of the image at ``path``."""
     require_zarr()
     import zarr
 
@@ -107,7 +97,6 @@ def read_zarr(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, t
     if not path.exists():
         raise FileNotFoundError(f"no such OME-Zarr store: {path}")
     node = _image_node(path)
-    data = node.data[0]
     names = [axis if isinstance(axis, str) else axis["name"] for axis in node.metadata["axes"]]
     units = [None if isinstance(axis, str) else axis.get("unit") for axis in node.metadata["axes"]]
     unknown = [name for name in names if name not in _AXES]
@@ -123,12 +112,40 @@ def read_zarr(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, t
     um = {name: (unit_to_um(unit) if unit else None) for name, unit in zip(names, units)}
     sizes = {name: (s * um[name] if um[name] else None) for name, s in zip(names, scale)}
     offsets = {name: (t * um[name] if um[name] else None) for name, t in zip(names, translation)}
+    attributes = zarr.open_group(str(path), mode="r").attrs.asdict().get(ATTRIBUTE) or {}
+    return node.data[0], names, sizes, offsets, attributes
 
+
+def read_zarr_array(path, *, channel=None):
+    """The full-resolution image at ``path`` as a Dask array ``(T, Z, Y, X)``
+    (a missing t or z axis is one of length 1), the channel chosen."""
+    data, names, _, _, _ = _open(path)
+    data, names = _select(data, names, "c", channel, "channels", "channel", path)
+    for position, axis in enumerate("tz"):
+        if axis not in names:
+            data = data[(slice(None),) * position + (None,)]
+            names = names[:position] + [axis] + names[position:]
+    return data
+
+
+def read_zarr(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, time=None):
+    """Read a z-stack from an OME-Zarr image, lazily (see the module).
+
+    Physical sizes come from the full-resolution level's scale and
+    translation with each axis's unit, the z of every plane from our own
+    ``z_um`` attribute when present; explicit arguments override them, as in
+    ``read_stack``. An axis without a length unit gives no size (NGFF's
+    default scale of 1 is not a calibration). A ``t`` or ``c`` axis longer
+    than one needs ``time=`` / ``channel=``.
+
+    Returns:
+        ``Stack`` whose ``data`` is a Dask array ``(Z, Y, X)``.
+    """
+    data, names, sizes, offsets, attributes = _open(path)
     data, names = _select(data, names, "t", time, "time points", "time", path)
     data, names = _select(data, names, "c", channel, "channels", "channel", path)
     if "z" not in names:
         data = data[None]
-    attributes = zarr.open_group(str(path), mode="r").attrs.asdict().get(ATTRIBUTE) or {}
     planes = data.shape[0]
 
     if pixel_um is None:
@@ -166,33 +183,45 @@ def _pyramid_factors(shape):
 
 
 def write_zarr(path, stack, metadata_json):
-    """Write ``stack`` (a checked ``Stack``; its data numpy or Dask) as an
-    OME-Zarr image with a pyramid, atomically (a folder beside ``path``
-    takes its place when complete)."""
+    """Write ``stack`` (a checked ``Stack``, or a ``TimeLapse`` for axes
+    ``tzyx``; its data numpy or Dask) as an OME-Zarr image with a pyramid,
+    atomically (a folder beside ``path`` takes its place when complete)."""
     require_zarr()
-    import dask.array as da
     import zarr
-    from ome_zarr.writer import write_image
 
     path = pathlib.Path(path)
-    data = stack.data if isinstance(stack.data, da.Array) else np.ascontiguousarray(stack.data)
-    step = stack.z_step_um or 1.0
-    z0 = float(np.min(stack.z))
-    units = {axis: "micrometer" for axis in "zyx"}
-    chunks = (1, min(CHUNK_PIXELS, data.shape[1]), min(CHUNK_PIXELS, data.shape[2]))
     with atomic_directory(path) as temporary:
         root = zarr.open_group(str(temporary), mode="w")
-        write_image(data, root, scale_factors=_pyramid_factors(data.shape), axes="zyx",
-                    scale={"z": step, "y": stack.pixel_um, "x": stack.pixel_um}, axes_units=units,
-                    storage_options={"chunks": chunks}, name=path.name.split(".")[0])
-        # NGFF's translation places the first plane at its z (ome-zarr writes 0).
-        attributes = root.attrs.asdict()
-        ngff = attributes["ome"] if "ome" in attributes else attributes
-        for dataset in ngff["multiscales"][0]["datasets"]:
-            for transform in dataset["coordinateTransformations"]:
-                if transform["type"] == "translation":
-                    transform["translation"][0] = z0
-        ngff_key = "ome" if "ome" in attributes else "multiscales"
-        root.attrs[ngff_key] = ngff if ngff_key == "ome" else ngff["multiscales"]
+        write_image_levels(root, stack.data, stack.z, stack.pixel_um, name=path.name.split(".")[0])
         root.attrs[ATTRIBUTE] = {"z_um": [float(z) for z in stack.z], "metadata": json.loads(metadata_json)}
     return path
+
+
+def write_image_levels(root, data, z_um, pixel_um, name="image"):
+    """The NGFF image of ``data`` (``(Z, Y, X)`` or ``(T, Z, Y, X)``, numpy
+    or Dask) in group ``root``, with ome-zarr: axes, units, scale, the first
+    plane's z as translation, the pyramid and chunks of one plane."""
+    import dask.array as da
+    from ome_zarr.writer import write_image
+
+    data = data if isinstance(data, da.Array) else np.ascontiguousarray(data)
+    axes = "zyx" if data.ndim == 3 else "tzyx"
+    z_um = np.asarray(z_um, np.float64)
+    steps = np.diff(np.sort(z_um))
+    scale = {"z": float(np.median(steps)) if steps.size else 1.0, "y": pixel_um, "x": pixel_um}
+    units = {axis: "micrometer" for axis in "zyx"}
+    if data.ndim == 4:
+        scale["t"] = 1.0
+    chunks = (1,) * (data.ndim - 2) + (min(CHUNK_PIXELS, data.shape[-2]), min(CHUNK_PIXELS, data.shape[-1]))
+    write_image(data, root, scale_factors=_pyramid_factors(data.shape), axes=axes, scale=scale, axes_units=units,
+                storage_options={"chunks": chunks}, name=name)
+    # NGFF's translation places the first plane at its z (ome-zarr writes 0).
+    attributes = root.attrs.asdict()
+    key = "ome" if "ome" in attributes else "multiscales"
+    ngff = attributes[key]
+    multiscales = ngff["multiscales"] if key == "ome" else ngff
+    for dataset in multiscales[0]["datasets"]:
+        for transform in dataset["coordinateTransformations"]:
+            if transform["type"] == "translation":
+                transform["translation"][axes.index("z")] = float(z_um.min())
+    root.attrs[key] = ngff
