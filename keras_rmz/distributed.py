@@ -106,7 +106,7 @@ def _normalization_task(handle, planes, normalize):
 
 def _tile_task(handle, planes, normalization, request, task):
     from keras_rmz.data.normalization import Normalization
-    from keras_rmz.inference import reconstruct_volume
+    from keras_rmz.inference import MIN_TILE_SIZE, reconstruct_volume
 
     import zarr
 
@@ -116,7 +116,7 @@ def _tile_task(handle, planes, normalization, request, task):
             model, np.asarray(planes, np.float32), request["input_z"], task["output_z"],
             normalize=None if normalization is None else Normalization.from_dict(normalization),
             pixel_um=request["pixel_um"], extrapolate=True, verbose=False, precision=request["precision"],
-            batch_size=request["batch_size"], tile_size=max(planes.shape[1:]),
+            batch_size=request["batch_size"], tile_size=max(*planes.shape[1:], MIN_TILE_SIZE), tile_overlap=0,
         )
     (cy0, cy1, cx0, cx1), (t, k0, y0, x0) = task["core"], task["at"]
     core = volume[:, cy0:cy1, cx0:cx1]
@@ -145,6 +145,29 @@ def _fingerprint(request):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _scheduler(scheduler):
+    """("threads" | "local" | "address" | "client", value) of a scheduler
+    argument, or a ValueError / ImportError saying what is accepted."""
+    if scheduler is None or scheduler == "threads":
+        return "threads", None
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ImportError("a cluster scheduler needs dask.distributed: pip install 'keras-rmz[distributed]'") from None
+    if isinstance(scheduler, Client):
+        return "client", scheduler
+    text = str(scheduler)
+    if text.startswith("local:"):
+        workers = text.split(":", 1)[1]
+        if not workers.isdigit() or int(workers) < 1:
+            raise ValueError(f"scheduler 'local:N' takes N >= 1 worker processes; got {scheduler!r}")
+        return "local", int(workers)
+    if "://" in text:
+        return "address", text
+    raise ValueError(f"scheduler must be None or 'threads', 'local:N' (N worker processes), a scheduler address "
+                     f"such as 'tcp://host:8786', or a dask.distributed Client; got {scheduler!r}")
+
+
 @contextlib.contextmanager
 def scheduler_client(scheduler):
     """Yields the ``dask.distributed.Client`` that ``scheduler`` names (None
@@ -154,33 +177,22 @@ def scheduler_client(scheduler):
     ``LocalCluster`` of N single-threaded worker processes started here),
     an address ("tcp://host:8786") or a ``Client``.
     """
-    if scheduler is None or scheduler == "threads":
+    kind, value = _scheduler(scheduler)
+    if kind == "threads":
         yield None
-        return
-    try:
+    elif kind == "client":
+        yield value
+    elif kind == "local":
         from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ImportError("a cluster scheduler needs dask.distributed: pip install 'keras-rmz[distributed]'") from None
-    if isinstance(scheduler, Client):
-        yield scheduler
-        return
-    text = str(scheduler)
-    if text.startswith("local:"):
-        try:
-            workers = int(text.split(":", 1)[1])
-        except ValueError:
-            workers = 0
-        if workers < 1:
-            raise ValueError(f"scheduler 'local:N' takes N >= 1 worker processes; got {scheduler!r}")
-        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
+
+        with LocalCluster(n_workers=value, threads_per_worker=1, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
             yield client
-        return
-    if "://" not in text:
-        raise ValueError(f"scheduler must be None or 'threads', 'local:N' (N worker processes), a scheduler address "
-                         f"such as 'tcp://host:8786', or a dask.distributed Client; got {scheduler!r}")
-    with Client(text) as client:
-        yield client
+    else:
+        from dask.distributed import Client
+
+        with Client(value) as client:
+            yield client
 
 
 def reconstruct_timelapse(
@@ -247,7 +259,7 @@ def reconstruct_timelapse(
     if not is_zarr(output):
         raise ValueError(f"output must be an OME-Zarr store (a name ending in .zarr); got {str(output)!r}")
     if isinstance(source, TimeLapse):
-        movie, source_name = source, "TimeLapse"
+        movie, source_name = source, source.source or "TimeLapse"
         if times is not None:
             raise ValueError("times= selects time points of a file; a TimeLapse is used whole")
     else:
@@ -263,6 +275,9 @@ def reconstruct_timelapse(
     if tile < 32 or tile % 32 or halo < 0 or halo % 32:
         raise ValueError(f"tile must be a multiple of 32 (>= 32) and halo a multiple of 32 (>= 0), so that tiles stay "
                          f"on the pooling grid of the network; got tile={tile}, halo={halo}")
+    if _scheduler(scheduler)[0] != "threads" and not isinstance(model, (str, os.PathLike)):
+        raise ValueError("a model object runs on the local threads scheduler only; pass the preset's name or "
+                         "folder so that each worker loads it once")
     handle = _register(model)
     input_z = movie.z[planes]
 
@@ -328,9 +343,6 @@ def reconstruct_timelapse(
                     tasks.append(dask.delayed(_tile_task, pure=False)(handle, tile_inputs, normalization, request,
                                                                       task))
     with scheduler_client(scheduler) as client:
-        if client is not None and handle.startswith("object:"):
-            raise ValueError("a model object runs on the local threads scheduler only; pass the preset's name or "
-                             "folder so that each worker loads it once")
         _run(tasks, client, verbose, total=len(tasks) + len(done), done=len(done))
 
     _finish(output, movie, output_z, request)

@@ -104,7 +104,11 @@ def add_parser(subparsers):
         "size differs from the preset's by more than 2%% are resampled to it, and the volume back",
     )
     source.add_argument("--channel", type=int, metavar="C", help="channel to read from a multi-channel file")
-    source.add_argument("--time", type=int, metavar="T", help="time point (0-based) to read from a time series")
+    source.add_argument(
+        "--time", metavar="T|START:STOP[:STEP]",
+        help="time point (0-based) to read from a time series; a range (STOP included, e.g. 0:99) reconstructs "
+        "every time point from the same input planes into one OME-Zarr store (-o NAME.ome.zarr), chunk by chunk "
+        "with Dask (see --scheduler)")
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -139,6 +143,12 @@ def add_parser(subparsers):
     )
     add_batch_size_argument(inference)
     add_precision_argument(inference)
+    inference.add_argument(
+        "--scheduler", metavar="threads|local:N|tcp://HOST:PORT",
+        help="run as a Dask graph of tiles written straight to an OME-Zarr store: on Dask's local threads, a "
+        "LocalCluster of N worker processes, or a running dask.distributed scheduler (needs pip install "
+        "'keras-rmz[distributed]'). Running the same command again resumes an interrupted run. Default with a "
+        "--time range: threads")
     inference.add_argument(
         "--engine",
         choices=("keras", "onnxruntime", "openvino"),
@@ -181,6 +191,14 @@ def run(args):
     stack_path, output_path = pathlib.Path(args.stack), pathlib.Path(args.output)
     if stack_path.exists() and output_path.exists() and output_path.resolve() == stack_path.resolve():
         raise ValueError(f"--output {str(output_path)!r} would overwrite the input stack; choose another file")
+    time_range = args.time is not None and ":" in args.time
+    if not time_range and args.time is not None:
+        try:
+            args.time = int(args.time)
+        except ValueError:
+            raise ValueError(f"--time takes a time point T or a range START:STOP[:STEP]; got {args.time!r}") from None
+    if time_range or args.scheduler:
+        return _run_timelapse(args, output_path)
     output_path = check_output_path(args.output, _STACK_SUFFIXES, "--output", args.overwrite)
     if is_zarr(output_path):
         require_zarr()
@@ -267,4 +285,65 @@ def run(args):
             + (f"; figure {figure_path}" if figure_path is not None else ""),
             file=sys.stdout,
         )
+    return 0
+
+
+def _run_timelapse(args, output_path):
+    """--time START:STOP or --scheduler: every time point, chunk by chunk,
+    into an OME-Zarr store (keras_rmz.distributed)."""
+    from keras_rmz.distributed import PROGRESS_FOLDER, _scheduler
+    from keras_rmz.io.omezarr import is_zarr, require_zarr
+    from keras_rmz.io.timelapse import count_time_points, parse_times, read_timelapse
+    from keras_rmz.presets import read_preset_metadata
+
+    if not is_zarr(output_path):
+        raise ValueError(f"a --time range or --scheduler writes an OME-Zarr store: give -o NAME.ome.zarr; got "
+                         f"{str(output_path)!r}")
+    for option, given in (("--figure", args.figure), ("--normalize-from-stack", args.normalize_from_stack),
+                          ("--engine", args.engine != "keras")):
+        if given:
+            raise ValueError(f"{option} is not available with a --time range or --scheduler")
+    require_zarr()
+    _scheduler(args.scheduler)  # a bad --scheduler is reported now
+    if args.tile_size is not None and args.tile_size % 32:
+        raise ValueError(f"--tile-size must be a multiple of 32 with a --time range or --scheduler; got "
+                         f"{args.tile_size}")
+    unfinished = output_path.is_dir() and (output_path / PROGRESS_FOLDER).is_dir()
+    check_output_path(output_path, _STACK_SUFFIXES, "--output", args.overwrite or unfinished)
+    output_z = parse_output_z(args.output_z)
+    try:
+        times = parse_times(args.time, count_time_points(args.stack))
+    except ValueError as error:
+        raise ValueError(f"--time: {error}") from None
+    first = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_um, channel=args.channel,
+                             time=times[0] if count_time_points(args.stack) > 1 else None,
+                             pixel_option="--pixel-um (or --pixel-size)")
+    indices = select_input_planes(first, input_z=args.input_z, input_planes=args.input_planes)
+    movie = read_timelapse(args.stack, times=times, channel=args.channel, z_um=first.z, pixel_um=first.pixel_um)
+
+    from keras_rmz import out_of_distribution as ood
+
+    mismatches = ood.check_request(
+        read_preset_metadata(args.preset), input_z=first.z[indices], output_z=output_z, pixel_um=first.pixel_um,
+        stack_metadata=first.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,
+    )
+    if mismatches:
+        print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
+
+    import warnings
+
+    from keras_rmz.distributed import DEFAULT_TILE, reconstruct_timelapse
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
+        reconstruct_timelapse(
+            args.preset, movie, indices, output_z, output_path, scheduler=args.scheduler,
+            tile=args.tile_size or DEFAULT_TILE, normalize=not args.no_normalize, precision=args.precision,
+            batch_size=args.batch_size, extrapolate=args.extrapolate, overwrite=args.overwrite,
+            verbose=not args.quiet,
+        )
+    if not args.quiet:
+        print(f"wrote {output_path}: {len(times)} time points x {output_z.size} planes of {first.shape[1]}x"
+              f"{first.shape[2]} px, z = {output_z.min():g}..{output_z.max():g} µm, from the input planes "
+              f"{indices} of each time point")
     return 0

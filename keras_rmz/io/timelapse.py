@@ -31,13 +31,15 @@ from keras_rmz.io.stack import Stack, is_lazy
 class TimeLapse:
     """Time points of a z-stack: ``data`` ``(T, Z, Y, X)`` (numpy or Dask),
     ``z`` (µm, one per plane, the same at every time point), ``pixel_um``,
-    ``times`` (the index of each time point in its file) and ``metadata``."""
+    ``times`` (the index of each time point in its file), ``metadata`` and
+    ``source`` (the file it was read from, or None)."""
 
     data: object
     z: np.ndarray
     pixel_um: float
     times: list
     metadata: dict = None
+    source: str = None
 
     def __post_init__(self):
         if not is_lazy(self.data):
@@ -123,7 +125,7 @@ def read_timelapse(path, *, times=None, channel=None, z_um=None, z_step_um=None,
         planes = [first.data] + [read_stack(path, time=t, **sizes).data for t in times[1:]]
         data = np.stack(planes)
     metadata = {key: value for key, value in first.metadata.items() if key != "time_index"}
-    return TimeLapse(data, first.z, first.pixel_um, times, metadata)
+    return TimeLapse(data, first.z, first.pixel_um, times, metadata, source=str(path))
 
 
 def write_timelapse(path, timelapse):

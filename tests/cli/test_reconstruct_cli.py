@@ -180,6 +180,53 @@ def test_ome_zarr_in_and_out_gives_the_tiff_run_volume(reconstruction, preset_di
     assert cli_main.main(argv) == 2
 
 
+def _timelapse(tmp_path):
+    from keras_rmz.io import TimeLapse, write_timelapse
+
+    movie = np.stack([_bead_stack(seed=s) for s in range(3)]).astype(np.float32)
+    return write_timelapse(tmp_path / "movie.ome.zarr", TimeLapse(movie, STACK_Z, PIXEL_UM, [0, 1, 2]))
+
+
+@pytest.mark.large  # builds and runs a model per time point
+def test_a_time_range_gives_one_volume_per_time_point(preset_dir, tmp_path, capsys):
+    pytest.importorskip("ome_zarr")
+    from keras_rmz.inference import reconstruct_stack
+    from keras_rmz.io import read_timelapse
+
+    movie = _timelapse(tmp_path)
+    output = tmp_path / "volumes.ome.zarr"
+    argv = ["reconstruct", str(movie), "--time", "1:2", "--input-z", "0.5", "2.0", "3.0", "--output-z", "0:4:1",
+            "--preset", str(preset_dir), "-o", str(output), "--tile-size", "32"]
+    assert cli_main.main(argv) == 0
+    assert "2 time points x 5 planes" in capsys.readouterr().out
+    result = read_timelapse(output)
+    assert result.data.shape == (2, 5, 32, 40)
+    assert result.metadata["source_time_indices"] == [1, 2]
+    model = load_preset(preset_dir)
+    for index, t in enumerate((1, 2)):
+        expected = reconstruct_stack(model, read_stack(movie, time=t), [1, 4, 6], np.arange(5.0), verbose=False)
+        np.testing.assert_allclose(np.asarray(result.data[index]), expected.data, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--time", "0:1", "-o", "v.ome.tif"], "writes an OME-Zarr store: give -o NAME.ome.zarr"),
+        (["--time", "0:1", "--figure", "f.png"], "--figure is not available with a --time range"),
+        (["--time", "0:7"], "--time: time points must lie in 0..2"),
+        (["--time", "a"], "--time takes a time point T or a range"),
+        (["--scheduler", "cluster"], "scheduler must be None or 'threads', 'local:N'"),
+        (["--time", "0:1", "--tile-size", "48"], "--tile-size must be a multiple of 32"),
+    ],
+)
+def test_bad_time_lapse_requests(capsys, tmp_path, extra, expected):
+    pytest.importorskip("ome_zarr")
+    movie = _timelapse(tmp_path)
+    argv = ["reconstruct", str(movie), "--input-planes", "0", "4", "--output-z", "1", "--preset", "never_loaded",
+            "-o", str(tmp_path / "v.ome.zarr"), *extra]
+    assert expected in _run_error(capsys, argv)
+
+
 # ---------------------------------------------------------------------------
 # Options reach reconstruct_volume (a spy instead of the model: no compute)
 
