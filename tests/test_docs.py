@@ -72,6 +72,9 @@ NOT_RUN_PYTHON = {
     ("docs/models.md", "volume = model.reconstruct(images (M, H, W)"): "a summary of shapes, not code",
     ("docs/inference.md", "keras_rmz.inference.reconstruct_volume(model, images, input_z=None, output_z=None, *,"):
         "a signature, not code",
+    ("docs/training.md", 'resolve_distribution("data_parallel", batch_size=8)'): "needs the JAX backend, and the "
+    "docs' Python blocks run on the backend under test; tests/training/test_data_parallel.py runs the same under "
+    "JAX with two devices",
 }
 
 # regular expression (full match of a command, comments dropped) -> why it
@@ -389,6 +392,11 @@ def make_workdir(folder):
     embryo = simulate_stack("nuclei", shape=(91, 64, 64), seed=5)
     write_stack(folder / "embryo.ome.tif", Stack(embryo.data, embryo.z, embryo.pixel_um))
     write_stack(folder / "embryo.ome.zarr", Stack(embryo.data, embryo.z, embryo.pixel_um))  # docs/data.md
+    # docs/distributed.md: a time-lapse of 3 time points (the embryo drifting by a pixel a frame).
+    from keras_rmz.io import TimeLapse, write_timelapse
+
+    frames = np.stack([np.roll(embryo.data, t, axis=2) for t in range(3)])
+    write_timelapse(folder / "movie.ome.zarr", TimeLapse(frames, embryo.z, embryo.pixel_um, [0, 1, 2]))
     shutil.copytree(REPOSITORY / "weights" / "recurrent_mz_beads_m3", folder / "my_preset")
     shutil.copy(REPOSITORY / "examples" / "train_beads_m3.yaml", folder / "my.yaml")
     (folder / "examples").symlink_to(REPOSITORY / "examples")

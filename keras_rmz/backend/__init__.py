@@ -13,4 +13,6 @@ TensorFlow, JAX or PyTorch (``tests/test_architecture.py`` checks it).
   PyTorch inference.
 - `keras_rmz.backend.train_steps`: the adversarial train step, once per
   backend.
+- `keras_rmz.backend.distribution`: data-parallel training
+  (``keras.distribution.DataParallel``, JAX only).
 """

@@ -71,6 +71,9 @@ def add_parser(subparsers):
                         help="weight of 1 − MS-SSIM beside 3·BerHu in the loss (default 0; the paper's 1)")
     recipe.add_argument("--seed", type=int, default=0, help="seed of the training draws (default 0)")
     add_precision_argument(recipe, what="training and the held-out scoring compute")
+    recipe.add_argument("--distribution", choices=("data_parallel",),
+                        help="train with keras.distribution.DataParallel over every device (JAX only; --batch-size a "
+                        "multiple of the device count)")
     parser.add_argument("--overwrite", action="store_true", help="replace a preset already in --output")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming an interrupted run")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -88,7 +91,7 @@ def run(args):
         patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.learning_rate,
         eval_every=args.eval_every, ema=DEFAULT_EMA if args.ema is None else args.ema,
         ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT if args.ms_ssim_weight is None else args.ms_ssim_weight,
-        precision=args.precision, overwrite=args.overwrite, resume=not args.restart, seed=args.seed,
-        verbose=0 if args.quiet else 1,
+        precision=args.precision, distribution=args.distribution, overwrite=args.overwrite,
+        resume=not args.restart, seed=args.seed, verbose=0 if args.quiet else 1,
     )
     return 0 if result is not None else 1

@@ -54,7 +54,8 @@ VALIDATION_SEED_OFFSET = 100_000
 # Keys of a resumed run that may differ from the run's first session.
 # training.precision: the weights and the optimizer state stay float32 in
 # every precision, so a session on other hardware may compute in another.
-RESUMABLE_CHANGES = ("output", "training.steps", "training.epochs", "training.precision", "preset")
+RESUMABLE_CHANGES = ("output", "training.steps", "training.epochs", "training.precision", "training.distribution",
+                     "preset")
 
 
 # --- What a key accepts: the annotation of its field --------------------------
@@ -274,6 +275,8 @@ class TrainingSection:
     # Keras mixed precision (keras_rmz.precision): "auto" is the fastest that
     # keeps accuracy on the hardware of each session.
     precision: Annotated[str, Choice(("auto", "float32", "bfloat16", "float16"))] = "auto"
+    # keras.distribution.DataParallel over every device (JAX only).
+    distribution: Annotated[str | None, Choice(("data_parallel",))] = None
 
 
 @dataclasses.dataclass

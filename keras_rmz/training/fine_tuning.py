@@ -551,6 +551,7 @@ def finetune(
     ema=DEFAULT_EMA,
     ms_ssim_weight=DEFAULT_MS_SSIM_WEIGHT,
     precision="auto",
+    distribution=None,
     overwrite=False,
     resume=True,
     seed=0,
@@ -610,6 +611,11 @@ def finetune(
             ``"auto"`` is the fastest that keeps accuracy on this hardware
             (``keras_rmz.precision.resolve_precision``). The written preset
             holds float32 weights either way.
+        distribution: None, or ``"data_parallel"`` (or a
+            ``keras.distribution.DataParallel``): train with
+            ``keras.distribution.DataParallel`` over every device, JAX only
+            (`keras_rmz.backend.distribution`); ``batch_size`` must be a
+            multiple of the device count.
         overwrite: replace a preset already in ``output``.
         resume: continue an interrupted run of the same settings (its
             state lives in the hidden folder ``.<output>.finetune/`` beside
@@ -636,6 +642,12 @@ def finetune(
     model = keras_rmz.presets.load_preset("my_preset/")
     ```
     """
+    if distribution is not None:
+        arguments = {**locals(), "distribution": None}  # this call's arguments, before any other name
+        from keras_rmz.backend.distribution import resolve_distribution
+
+        with resolve_distribution(distribution, batch_size=batch_size).scope():
+            return finetune(**arguments)
     # ---- 1. Checks that need no model -------------------------------------
     minutes, steps = _check_budget(minutes, steps)
     if isinstance(stacks, (str, os.PathLike)) or not isinstance(stacks, (list, tuple)):

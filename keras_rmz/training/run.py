@@ -780,6 +780,10 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
         max_steps: stop cleanly after this many steps in this session.
         verbose: 0 silent, 1 progress bars.
 
+    With ``training.distribution: data_parallel`` the models are built and
+    trained under ``keras.distribution.DataParallel`` over every device
+    (JAX only; `keras_rmz.backend.distribution`).
+
     Returns:
         dict: ``state`` ("done" or "stopped"), ``steps_done``,
         ``total_steps``, ``stopped_by``, ``output``, ``preset`` (path or
@@ -788,6 +792,17 @@ def train_from_config(config, *, command=None, resume=True, max_minutes=None, ma
     Raises:
         ValueError / FileNotFoundError: bad data, model or run folder.
     """
+    from keras_rmz.backend.distribution import resolve_distribution
+
+    distribution = resolve_distribution(config.training.distribution, batch_size=config.data.batch_size)
+    if distribution is not None and config.validation is not None:
+        resolve_distribution(distribution, batch_size=config.validation.batch_size)
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
+        return _train_from_config(config, command=command, resume=resume, max_minutes=max_minutes,
+                                  max_steps=max_steps, verbose=verbose)
+
+
+def _train_from_config(config, *, command, resume, max_minutes, max_steps, verbose):
     started = time.monotonic()
     started_utc = _utc_now()
     deadline = None if max_minutes is None else started + 60.0 * max_minutes
