@@ -342,8 +342,13 @@ def reconstruct_timelapse(
                     tile_inputs = inputs[:, ry0:ry1, rx0:rx1]
                     tasks.append(dask.delayed(_tile_task, pure=False)(handle, tile_inputs, normalization, request,
                                                                       task))
-    with scheduler_client(scheduler) as client:
-        _run(tasks, client, verbose, total=len(tasks) + len(done), done=len(done))
+    try:
+        with scheduler_client(scheduler) as client:
+            _run(tasks, client, verbose, total=len(tasks) + len(done), done=len(done))
+    finally:
+        if handle.startswith("object:"):
+            with _MODELS_LOCK:
+                _MODELS.pop(handle, None)  # the caller's model object is not kept alive here
 
     _finish(output, movie, output_z, request)
     return output
@@ -393,7 +398,7 @@ def _finish(output, movie, output_z, request):
     from ome_zarr.format import CurrentFormat
     from ome_zarr.writer import write_multiscales_metadata
 
-    from keras_rmz.io.omezarr import ATTRIBUTE, _pyramid_factors
+    from keras_rmz.io.omezarr import ATTRIBUTE, pyramid_factors
     from keras_rmz.version import __version__
 
     root = zarr.open_group(str(output), mode="r+")
@@ -404,11 +409,14 @@ def _finish(output, movie, output_z, request):
     pixel = movie.pixel_um
     datasets = [{"path": LEVEL0, "coordinateTransformations": [
         {"type": "scale", "scale": [1.0, dz, pixel, pixel]}, {"type": "translation", "translation": [0.0, z0, 0.0, 0.0]}]}]
-    for level, factor in enumerate(_pyramid_factors(level0.shape), 1):
+    for level, factor in enumerate(pyramid_factors(level0.shape), 1):
         path = f"s{level}"
         if path in root:
             del root[path]
-        coarse = da.coarsen(np.mean, level0, {2: factor, 3: factor}, trim_excess=True).astype(np.float32)
+        # Whole blocks of factor x factor pixels, in chunks that hold whole blocks.
+        height, width = (level0.shape[2] // factor) * factor, (level0.shape[3] // factor) * factor
+        aligned = level0[:, :, :height, :width].rechunk((1, 1, 512, 512))
+        coarse = da.coarsen(np.mean, aligned, {2: factor, 3: factor}).astype(np.float32)
         coarse = coarse.rechunk((1, 1, min(512, coarse.shape[2]), min(512, coarse.shape[3])))
         target = root.create_array(path, shape=coarse.shape, dtype="float32", chunks=coarse.chunksize,
                                    dimension_names=("t", "z", "y", "x"))

@@ -54,7 +54,8 @@ def require_zarr():
             "pip install 'keras-rmz[zarr]'")
 
 
-def _image_node(path):
+def image_node(path):
+    """The first ome-zarr ``Node`` of ``path`` that holds an image."""
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader
 
@@ -96,7 +97,7 @@ def _open(path):
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such OME-Zarr store: {path}")
-    node = _image_node(path)
+    node = image_node(path)
     names = [axis if isinstance(axis, str) else axis["name"] for axis in node.metadata["axes"]]
     units = [None if isinstance(axis, str) else axis.get("unit") for axis in node.metadata["axes"]]
     unknown = [name for name in names if name not in _AXES]
@@ -173,7 +174,9 @@ def read_zarr(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, t
     return Stack(data, z_um, pixel_um, metadata)
 
 
-def _pyramid_factors(shape):
+def pyramid_factors(shape):
+    """Downsampling factors (2, 4, ...) of x and y for the pyramid of an
+    image of ``shape`` (``(..., Y, X)``)."""
     smallest = min(shape[-2:])
     factors, factor = [], 2
     while smallest // factor >= PYRAMID_MIN_SIZE and len(factors) < PYRAMID_MAX_LEVELS - 1:
@@ -213,7 +216,7 @@ def write_image_levels(root, data, z_um, pixel_um, name="image"):
     if data.ndim == 4:
         scale["t"] = 1.0
     chunks = (1,) * (data.ndim - 2) + (min(CHUNK_PIXELS, data.shape[-2]), min(CHUNK_PIXELS, data.shape[-1]))
-    write_image(data, root, scale_factors=_pyramid_factors(data.shape), axes=axes, scale=scale, axes_units=units,
+    write_image(data, root, scale_factors=pyramid_factors(data.shape), axes=axes, scale=scale, axes_units=units,
                 storage_options={"chunks": chunks}, name=name)
     # NGFF's translation places the first plane at its z (ome-zarr writes 0).
     attributes = root.attrs.asdict()

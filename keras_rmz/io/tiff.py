@@ -268,15 +268,8 @@ def read_tiff(path, *, z_um=None, z_step_um=None, pixel_um=None, channel=None, t
     Singleton T and C axes are dropped; a multi-channel file needs
     ``channel=``. z from a z step starts at 0.
 
-    Args:
-        path: the TIFF file.
-        z_um: z position of every plane in µm (overrides the file). Required
-            for a 2D file that does not record its z position.
-        z_step_um: z spacing in µm, > 0; z = arange(Z) · z_step_um (overrides
-            the file). Give at most one of ``z_um`` and ``z_step_um``.
-        pixel_um: lateral pixel size in µm (overrides the file).
-        channel: which channel to read from a multi-channel file.
-        time: which time point to read from a time series (0-based).
+    Args: as ``keras_rmz.io.read_stack``; ``z_um`` is required for a 2D
+    file that does not record its z position.
 
     Returns:
         A ``Stack`` with the file's dtype; ``metadata`` is what ``write_stack``

@@ -66,15 +66,19 @@ class TimeLapse:
 def count_time_points(path):
     """Time points in a file: the length of its time axis (1 without one)."""
     if is_zarr(path):
-        from keras_rmz.io.omezarr import _image_node, require_zarr
+        from keras_rmz.io.omezarr import image_node, require_zarr
 
         require_zarr()
-        node = _image_node(path)
+        node = image_node(path)
         names = [a if isinstance(a, str) else a["name"] for a in node.metadata["axes"]]
         return int(node.data[0].shape[names.index("t")]) if "t" in names else 1
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable TIFF file ({error}).") from None
+    with tif:
         if not tif.series:
             raise ValueError(f"{path} holds no image.")
         series = tif.series[0]
