@@ -15,7 +15,7 @@ output planes per time point between them. The preset's network
   a worker's peak memory follows the chunk size, not the data size.
 
 Reported: throughput (output planes per second, wall time), each worker's
-peak resident memory (``getrusage``, the worker process's whole life), the
+peak resident memory (``VmHWM``, the worker process's whole life), the
 size of the data, and the difference between the cluster's volumes and the
 single-process ones (max |difference| relative to the volumes' range, and
 PSNR). Results: ``benchmarks/results/distributed[_TAG].{json,md,png}``.
@@ -42,9 +42,13 @@ sys.path[:] = [p for p in sys.path if pathlib.Path(p or os.curdir).resolve() != 
 
 
 def _worker_peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The worker process's peak resident memory (Linux ``VmHWM``). Not
+    ``getrusage``'s ``ru_maxrss``: Linux keeps it across ``exec``, so a
+    spawned worker would report its parent's peak."""
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def make_timelapse(path, time_points, size, seed=0):

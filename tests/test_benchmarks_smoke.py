@@ -387,3 +387,24 @@ def test_generalization_benchmark_scores_presets_beside_the_baselines(tmp_path):
         assert all(np.isfinite(score["psnr_db"]) for score in row["scores"].values())
     assert (tmp_path / "generalization_t.png").stat().st_size > 0
     assert "| data |" in (tmp_path / "generalization_t.md").read_text()
+
+
+@pytest.mark.cross_backend  # runs JAX in a subprocess whatever the backend under test: once per CI run
+@pytest.mark.large  # two LocalClusters of 2 workers (~90 s)
+def test_distributed_benchmark_compares_the_cluster_with_one_process(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "distributed.py"), "--quick", "--out", str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "distributed_quick.json").read_text())
+    assert record["psnr_cluster_vs_single_db"] > 60  # the halo covers the tiny network's receptive field
+    peaks = record["cluster_2_workers"]["worker_peak_rss_mb"]
+    assert len(peaks) == 2 and all(100 < p < 16000 for p in peaks)
+    assert record["cluster_scaled"]["time_points"] == 2 * record["time_points"]
+    assert (tmp_path / "distributed_quick.png").stat().st_size > 1000

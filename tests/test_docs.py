@@ -82,6 +82,8 @@ NOT_RUN_PYTHON = {
 NOT_RUN_COMMANDS = {
     r"pip install .*": "installs the package (network); CI installs it",
     r"bash \.ci/test": "the whole test suite",
+    r"KERAS_BACKEND=jax python benchmarks/distributed\.py.*": "a benchmark of about 50 minutes; "
+    "tests/test_benchmarks_smoke.py runs it on tiny sizes",
     r"python benchmarks/.*": "benchmarks take minutes; tests/test_benchmarks_smoke.py runs each script on tiny sizes "
     "(benchmarks/finetune_real.py: tests/training/test_finetune.py)",
     r"keras-rmz finetune \.\./shared/data/\S+ .*": "the project's real stacks live outside the checkout and take "
