@@ -144,6 +144,10 @@ def add_parser(subparsers):
     add_batch_size_argument(inference)
     add_precision_argument(inference)
     inference.add_argument(
+        "--halo", type=int, metavar="N",
+        help="with a --time range or --scheduler: pixels read around each tile, a multiple of 32 (default 64, more "
+        "than the receptive field of every built-in Recurrent-MZ preset)")
+    inference.add_argument(
         "--scheduler", metavar="threads|local:N|tcp://HOST:PORT",
         help="run as a Dask graph of tiles written straight to an OME-Zarr store: on Dask's local threads, a "
         "LocalCluster of N worker processes, or a running dask.distributed scheduler (needs pip install "
@@ -199,6 +203,8 @@ def run(args):
             raise ValueError(f"--time takes a time point T or a range START:STOP[:STEP]; got {args.time!r}") from None
     if time_range or args.scheduler:
         return _run_timelapse(args, output_path)
+    if args.halo is not None:
+        raise ValueError("--halo applies to a --time range or --scheduler only")
     output_path = check_output_path(args.output, _STACK_SUFFIXES, "--output", args.overwrite)
     if is_zarr(output_path):
         require_zarr()
@@ -308,6 +314,8 @@ def _run_timelapse(args, output_path):
     if args.tile_size is not None and args.tile_size % 32:
         raise ValueError(f"--tile-size must be a multiple of 32 with a --time range or --scheduler; got "
                          f"{args.tile_size}")
+    if args.halo is not None and (args.halo < 0 or args.halo % 32):
+        raise ValueError(f"--halo must be a multiple of 32 (>= 0); got {args.halo}")
     unfinished = output_path.is_dir() and (output_path / PROGRESS_FOLDER).is_dir()
     check_output_path(output_path, _STACK_SUFFIXES, "--output", args.overwrite or unfinished)
     output_z = parse_output_z(args.output_z)
@@ -332,13 +340,14 @@ def _run_timelapse(args, output_path):
 
     import warnings
 
-    from keras_rmz.distributed import DEFAULT_TILE, reconstruct_timelapse
+    from keras_rmz.distributed import DEFAULT_HALO, DEFAULT_TILE, reconstruct_timelapse
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
         reconstruct_timelapse(
             args.preset, movie, indices, output_z, output_path, scheduler=args.scheduler,
-            tile=args.tile_size or DEFAULT_TILE, normalize=not args.no_normalize, precision=args.precision,
+            tile=args.tile_size or DEFAULT_TILE, halo=DEFAULT_HALO if args.halo is None else args.halo,
+            normalize=not args.no_normalize, precision=args.precision,
             batch_size=args.batch_size, extrapolate=args.extrapolate, overwrite=args.overwrite,
             verbose=not args.quiet,
         )

@@ -217,6 +217,8 @@ def test_a_time_range_gives_one_volume_per_time_point(preset_dir, tmp_path, caps
         (["--time", "a"], "--time takes a time point T or a range"),
         (["--scheduler", "cluster"], "scheduler must be None or 'threads', 'local:N'"),
         (["--time", "0:1", "--tile-size", "48"], "--tile-size must be a multiple of 32"),
+        (["--time", "0:1", "--halo", "40"], "--halo must be a multiple of 32"),
+        (["--time", "1", "--halo", "32"], "--halo applies to a --time range or --scheduler only"),
     ],
 )
 def test_bad_time_lapse_requests(capsys, tmp_path, extra, expected):
