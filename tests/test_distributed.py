@@ -81,9 +81,10 @@ def test_local_cluster_of_two_workers_equals_whole_planes_and_loads_the_model_on
     from dask.distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        # By the scheduler's address, as --scheduler tcp://host:8786 reaches a cluster.
         output = distributed.reconstruct_timelapse(str(workdir / "tiny"), workdir / "movie.ome.zarr", INPUTS,
-                                                   OUTPUT_Z, tmp_path / "out.ome.zarr", scheduler=client,
-                                                   verbose=False, **GRID)
+                                                   OUTPUT_Z, tmp_path / "out.ome.zarr",
+                                                   scheduler=cluster.scheduler_address, verbose=False, **GRID)
         loads = client.run(lambda: __import__("keras_rmz.distributed").distributed.LOADS["count"])
     _check(output, expected)
     assert len(loads) == 2 and set(loads.values()) <= {0, 1} and sum(loads.values()) >= 1, loads
