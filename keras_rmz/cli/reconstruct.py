@@ -319,12 +319,13 @@ def _run_timelapse(args, output_path):
     unfinished = output_path.is_dir() and (output_path / PROGRESS_FOLDER).is_dir()
     check_output_path(output_path, _STACK_SUFFIXES, "--output", args.overwrite or unfinished)
     output_z = parse_output_z(args.output_z)
+    count = count_time_points(args.stack)
     try:
-        times = parse_times(args.time, count_time_points(args.stack))
+        times = parse_times(args.time, count)
     except ValueError as error:
         raise ValueError(f"--time: {error}") from None
     first = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_um, channel=args.channel,
-                             time=times[0] if count_time_points(args.stack) > 1 else None,
+                             time=times[0] if count > 1 else None,
                              pixel_option="--pixel-um (or --pixel-size)")
     indices = select_input_planes(first, input_z=args.input_z, input_planes=args.input_planes)
     movie = read_timelapse(args.stack, times=times, channel=args.channel, z_um=first.z, pixel_um=first.pixel_um)

@@ -385,9 +385,11 @@ def _missing(info, key, what, remedy):
 
 
 def write_tiff(path, stack, metadata_json):
-    """Write ``stack`` (a checked ``Stack``) as OME-TIFF, atomically, with
-    ``metadata_json`` in its annotation: ``write_stack`` for ``.tif`` paths."""
+    """Write ``stack`` (a checked ``Stack``, or a ``TimeLapse`` for axes
+    ``TZYX``) as OME-TIFF, atomically, with ``metadata_json`` in its
+    annotation: ``write_stack`` and ``write_timelapse`` for TIFF paths."""
     data = np.asarray(stack.data)
+    time_points = data.shape[0] if data.ndim == 4 else 1
     if data.dtype.name not in _OME_DTYPES:
         raise ValueError(
             f"OME-TIFF cannot hold dtype {data.dtype}; accepted: {', '.join(_OME_DTYPES)}. "
@@ -396,20 +398,21 @@ def write_tiff(path, stack, metadata_json):
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     ome = {
-        "axes": "ZYX",
+        "axes": "TZYX" if data.ndim == 4 else "ZYX",
         "PhysicalSizeX": stack.pixel_um,
         "PhysicalSizeXUnit": "µm",
         "PhysicalSizeY": stack.pixel_um,
         "PhysicalSizeYUnit": "µm",
         # Python floats are written with repr(), which reads back exactly.
         "Plane": {
-            "PositionZ": [float(z) for z in stack.z],
-            "PositionZUnit": ["µm"] * stack.z.size,
+            "PositionZ": [float(z) for z in stack.z] * time_points,
+            "PositionZUnit": ["µm"] * (stack.z.size * time_points),
         },
         "CommentAnnotation": {"Namespace": METADATA_NAMESPACE, "Value": metadata_json},
     }
-    if stack.z_step_um is not None:
-        ome["PhysicalSizeZ"] = stack.z_step_um
+    steps = np.diff(np.sort(stack.z))
+    if steps.size:  # the median spacing, Stack.z_step_um
+        ome["PhysicalSizeZ"] = float(np.median(steps))
         ome["PhysicalSizeZUnit"] = "µm"
 
     with atomic_write(path) as temporary:

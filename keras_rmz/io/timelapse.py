@@ -22,7 +22,6 @@ import dataclasses
 
 import numpy as np
 
-from keras_rmz.io.atomic import atomic_write
 from keras_rmz.io.omezarr import is_zarr
 from keras_rmz.io.stack import Stack, is_lazy
 
@@ -138,30 +137,9 @@ def write_timelapse(path, timelapse):
     plane, the time indices and the metadata; ``read_timelapse`` reads it
     back."""
     from keras_rmz.io.files import metadata_to_json
+    from keras_rmz.io.omezarr import write_zarr
+    from keras_rmz.io.tiff import write_tiff
 
     metadata_json = metadata_to_json({**timelapse.metadata, "source_time_indices": timelapse.times})
-    if is_zarr(path):
-        from keras_rmz.io.omezarr import write_zarr
-
-        return write_zarr(path, timelapse, metadata_json)
-    import tifffile
-
-    from keras_rmz.io.tiff import METADATA_NAMESPACE
-
-    data = np.asarray(timelapse.data)
-    z = timelapse.z
-    steps = np.diff(np.sort(z))
-    ome = {
-        "axes": "TZYX",
-        "PhysicalSizeX": timelapse.pixel_um, "PhysicalSizeXUnit": "µm",
-        "PhysicalSizeY": timelapse.pixel_um, "PhysicalSizeYUnit": "µm",
-        "Plane": {"PositionZ": [float(v) for _ in timelapse.times for v in z],
-                  "PositionZUnit": ["µm"] * (len(timelapse.times) * z.size)},
-        "CommentAnnotation": {"Namespace": METADATA_NAMESPACE, "Value": metadata_json},
-    }
-    if steps.size:
-        ome.update(PhysicalSizeZ=float(np.median(steps)), PhysicalSizeZUnit="µm")
-    with atomic_write(path) as temporary:
-        tifffile.imwrite(temporary, data, ome=True, photometric="minisblack", metadata=ome,
-                         bigtiff=data.nbytes > 2**32 - 2**25)
-    return path
+    writer = write_zarr if is_zarr(path) else write_tiff
+    return writer(path, timelapse, metadata_json)
