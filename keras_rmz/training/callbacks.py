@@ -196,6 +196,17 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.restore and self.checkpoint_path.exists():
             self.load(self.model)
+            self.resume_fit_at(self.epoch)
+
+    def resume_fit_at(self, epoch):
+        """Makes the ``fit`` that is starting begin at ``epoch`` (the
+        restored checkpoint's). Keras has no public way for a callback to do
+        so: this sets the attribute that ``fit`` reads right after
+        ``on_train_begin``, as Keras's own ``BackupAndRestore`` does. A caller
+        that passes ``fit(initial_epoch=...)`` itself overrides this with a
+        no-op (``keras_rmz.training.run.RunCheckpoint``)."""
+        self.model._initial_epoch = epoch
+        self._clear_initial_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._clear_initial_epoch:
@@ -280,10 +291,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             # best.weights.h5 can be newer than the checkpoint (a kill
             # between the two writes): its own value is authoritative.
             self.best, self.best_epoch = best_info["value"], best_info["epoch"]
-        # Keras's fit() reads this private attribute right after
-        # on_train_begin (keras.callbacks.BackupAndRestore does the same).
-        model._initial_epoch = self.epoch
-        self._clear_initial_epoch = True
         if self.data is not None and hasattr(self.data, "epoch"):
             self.data.epoch = self.epoch
         self.restored = True

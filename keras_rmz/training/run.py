@@ -541,11 +541,14 @@ class RunCheckpoint(TrainingCheckpoint):
             # That epoch goes on from step `offset`.
             epoch, offset = divmod(self.global_step, self.control.config.steps_per_epoch)
             self.epoch = epoch
-            model._initial_epoch = epoch
             if self.data is not None and hasattr(self.data, "epoch"):
                 self.data.epoch = epoch
             self._last_saved = (epoch, offset, self.global_step)
         return state
+
+    def resume_fit_at(self, epoch):
+        """Nothing: `train_from_config` passes the checkpoint's epoch to
+        ``fit(initial_epoch=...)`` itself (`plan_segments`)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -881,11 +884,10 @@ def _train_from_config(config, *, command, resume, max_minutes, max_steps, verbo
     if not segments and checkpoint.checkpoint_path.is_file():
         # Every step was done, but the session stopped before it wrote the
         # preset: no fit() will restore the checkpoint, so restore it here
-        # (after building the model and optimizer as fit() would), or the
-        # preset would hold the starting weights.
-        model._symbolic_build(data_batch=train_data[0])
+        # (the model built by calling it on a batch's inputs, the optimizer
+        # by `load`), or the preset would hold the starting weights.
+        model(train_data[0][0])
         checkpoint.load(model)
-        model._initial_epoch = None
     with _stop_on_sigterm(control, verbose):
         for first_epoch, end_epoch, offset, length in segments:
             control.offset = offset
