@@ -50,8 +50,8 @@ def score_planes(truth, prediction, data_range=None):
             raise ValueError("the truth planes are constant, so no data range follows from them; give data_range "
                 "(--data-range at the command line)")
     return {
-        "psnr_db": np.array([metrics.psnr(t, p, data_range=data_range) for t, p in zip(truth, prediction)]),
-        "nrmse": np.array([metrics.nrmse(t, p) if np.any(t) else np.nan for t, p in zip(truth, prediction)]),
-        "ssim": np.array([metrics.ssim(t, p, data_range=data_range) for t, p in zip(truth, prediction)]),
+        "psnr_db": metrics.per_plane("psnr", truth, prediction, data_range=data_range),
+        "nrmse": metrics.per_plane(lambda t, p: metrics.nrmse(t, p) if np.any(t) else np.nan, truth, prediction),
+        "ssim": metrics.per_plane("ssim", truth, prediction, data_range=data_range),
         "data_range": data_range,
     }

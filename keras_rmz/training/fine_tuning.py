@@ -38,7 +38,9 @@ import warnings
 
 import numpy as np
 
+from keras_rmz import metrics
 from keras_rmz.evaluation.baselines import linear_interpolation, nearest_plane
+from keras_rmz.evaluation.scoring import score_planes
 from keras_rmz.io.atomic import atomic_write, write_json
 
 # The classes that learn from a stack's own planes (inputs and target of one
@@ -331,15 +333,13 @@ def scoring_windows(regions, num_inputs, spacing_um, max_windows=MAX_WINDOWS):
 
 
 def _score(truth, prediction, data_range):
-    from keras_rmz import metrics
-
-    mse = float(np.mean((truth.astype(np.float64) - prediction) ** 2))
-    per_plane = np.array([metrics.psnr(t, p, data_range=data_range) for t, p in zip(truth, prediction)])
+    """PSNR and NRMSE of the whole window, SSIM the mean of its planes'."""
+    planes = score_planes(truth, prediction, data_range)
     return {
-        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse)),
+        "psnr_db": float(metrics.psnr(truth, prediction, data_range=data_range)),
         "nrmse": float(metrics.nrmse(truth, prediction)),
-        "ssim": float(np.mean([metrics.ssim(t, p, data_range=data_range) for t, p in zip(truth, prediction)])),
-        "psnr_per_plane_db": per_plane,
+        "ssim": float(np.mean(planes["ssim"])),
+        "psnr_per_plane_db": planes["psnr_db"],
     }
 
 
