@@ -30,6 +30,7 @@ FLOORS = {
     "models": 2,
     "export": 2,
     "evaluation": 3,
+    "bioimageio_export": 3,
     "distributed": 3,
     "training": 3,
     "cli": 4,
