@@ -34,6 +34,7 @@ FLOORS = {
     "distributed": 3,
     "training": 3,
     "cli": 4,
+    "napari": 4,
 }
 
 def _module_name(path):

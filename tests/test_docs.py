@@ -93,6 +93,8 @@ NOT_RUN_COMMANDS = {
     r"""python -c "import keras_rmz; keras_rmz\.RecurrentMZ\.from_preset\('hf://.*'\)\"""": "downloads from the Hub "
     "(network)",
     r"HF_HUB_OFFLINE=1 python my_script\.py": "stands for the user's own script",
+    r"KERAS_BACKEND=jax napari": "opens napari's window; tests/test_napari_plugin.py runs the plugin in a real "
+    "viewer where a display exists",
     r"python examples/reconstruct_figure\.py": "rewrites docs/images/inference_tiling.png (about a minute)",
     r"python examples/finetune\.py .*": "fine-tunes for thousands of steps; "
     "tests/cli/test_train_cli.py::test_finetune_example_trains_and_saves_a_preset runs the script on tiny stacks",
