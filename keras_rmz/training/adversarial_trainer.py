@@ -18,8 +18,6 @@ PAPER_LEARNING_RATE = 1e-5
 PAPER_BERHU_WEIGHT = 3.0
 PAPER_MS_SSIM_WEIGHT = 1.0
 PAPER_ADVERSARIAL_WEIGHT = 0.5
-# The authors' public code trains the discriminator ten times slower.
-AUTHORS_CODE_DISCRIMINATOR_LEARNING_RATE = 1e-6
 
 # Running means reported by fit() for the training batches (beside "loss",
 # the content loss, and the compiled metrics such as psnr and ssim).

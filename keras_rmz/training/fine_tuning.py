@@ -53,13 +53,8 @@ DEFAULT_EMA = 0.99
 # 1·(1 − MS-SSIM), scored the same on the real Cy3 stack (28.83 vs 28.84 dB),
 # 0.17 dB higher on FITC (26.47 vs 26.30), and the same SSIM (docs/finetuning.md).
 DEFAULT_MS_SSIM_WEIGHT = 0.0
-# A pixel size within this relative difference of the preset's is used as it
-# is; otherwise planes are resampled to the preset's pixel size for training
-# (and the new preset records the preset's pixel size).
-PIXEL_TOLERANCE = 0.02
 MAX_WINDOWS = 3
 RUN_STATE = "finetune_state.json"
-FIGURES = ("figures/psnr_vs_z.png", "figures/mip_comparison.png")
 
 
 @dataclasses.dataclass
