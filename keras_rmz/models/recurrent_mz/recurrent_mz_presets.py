@@ -134,4 +134,26 @@ presets = {
             "license": "apache-2.0",
         },
     },
+    "recurrent_mz_plus_widefield_m3": {
+        "class_name": "keras_rmz>RecurrentMZPlus",
+        "description": "Recurrent-MZ+ (M = 3, Δz = 2 µm) from wide-field planes to the confocal stack, for many samples and microscopes (domain-randomized simulation widefield-v1), 0.1 µm pixels (other pixel sizes are resampled); trained on simulated pairs on a CPU",
+        "hub": None,
+        "revision": None,
+        "sha256": {
+            "config.json": "b7050545310519aeb3cbc13efa2f63d07bb5db829029fc096d872293bfc7c880",
+            "model.weights.h5": "e022007984166f20ebecfbcb7af8a70e9b68a1372351c23f6fa59f11c399de43",
+            "metadata.json": "aa5815a6da54e67a7e2a042b500958ff9d2a36de372bfc12ce5c9dcc5bdd01fe",
+            "README.md": "be9b5e7a766b345ea648773a4d781564f6f41451c4d6d9942576bb8a4c438658",
+        },
+        "metadata": {
+            "modality": "widefield -> confocal",
+            "sample": "domain-randomized samples (widefield-v1: wide-field stacks of beads, nuclei (worm, embryo, tissue, flat cells), protein spots and filaments through oil, water or silicone objectives, 450-680 nm emission, 0.05-0.25 µm pixels, refractive-index mismatch at 0-20 µm depth, diffuse haze, vignetting, bleaching, and cameras from shot-noise-limited to high signal) (simulated)",
+            "pixel_um": 0.1,
+            "z_step_um": 0.19999999999999996,
+            "num_inputs": 3,
+            "input_spacing_um": 2.0,
+            "output_range_um": [-5.0, 5.0],
+            "license": "apache-2.0",
+        },
+    },
 }
