@@ -128,8 +128,9 @@ preset's held-out metrics (the model card below):
 ## Normalization (not expressible as a bioimage.io preprocessing step)
 
 The network takes the paper's normalized planes. From the M input planes:
-their extended-depth-of-field image (per pixel, the plane with the largest
-local variance), its triangle threshold (foreground above it), then
+their extended-depth-of-field image (each pixel from the plane where the
+squared Laplacian of Gaussian, σ = 1 px, averaged over a Gaussian window of
+σ = 2 px, is largest), its triangle threshold (foreground above it), then
 
     shift = mean of the EDF's background pixels
     scale = 99th percentile of the EDF's foreground pixels
@@ -167,14 +168,10 @@ def export_bioimageio(model, path, *, num_inputs=None, opset=None, overwrite=Fal
     """
     import keras
 
-    path = pathlib.Path(path)
-    if path.suffix != ".zip":
-        raise ValueError(f"a bioimage.io package is a .zip file; got {str(path)!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    require()
     from keras_rmz import export
 
+    path = export.check_output_file(path, ".zip", "a bioimage.io package", overwrite)
+    require()
     export.require("onnxruntime")
     name, card = _name_and_card(model)
     if not isinstance(model, keras.Model):

@@ -63,6 +63,17 @@ def require(what):
         )
 
 
+def check_output_file(path, suffix, what, overwrite):
+    """``path`` as a Path, checked before any work: its suffix, and no
+    existing file unless ``overwrite``."""
+    path = pathlib.Path(path)
+    if path.suffix != suffix:
+        raise ValueError(f"{what} must end in {suffix}; got {str(path)!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
 def check_engine(engine):
     if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(repr(e) for e in ENGINES)}; got {engine!r}")
@@ -146,11 +157,7 @@ def export_onnx(model, path, *, num_inputs=None, opset=None, overwrite=False):
     """
     import keras
 
-    path = pathlib.Path(path)
-    if path.suffix != ".onnx":
-        raise ValueError(f"the ONNX file must end in .onnx; got {str(path)!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path = check_output_file(path, ".onnx", "the ONNX file", overwrite)
     require("export")
     if not isinstance(model, keras.Model):
         from keras_rmz.presets import load_preset
