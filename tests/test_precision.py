@@ -19,10 +19,15 @@ AMX = frozenset({"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
 AVX512_BF16_ONLY = frozenset({"avx512f", "avx512_bf16"})
 
 # Largest |reduced - float32| over the float32 output's range, for the
-# untrained tiny networks below (measured on the three backends: bfloat16
-# 0.58-1.33 %, float16 0.12-0.21 %). bfloat16 keeps 8 bits of mantissa
-# (relative rounding 0.4 %), float16 11 bits (0.05 %).
-TOLERANCE = {"bfloat16": 0.03, "float16": 0.005}
+# untrained tiny networks below. Measured on the three backends on an Intel
+# Xeon with AMX: bfloat16 0.58-1.33 %, float16 0.12-0.21 %; on an AMD EPYC
+# without AMX, TensorFlow's UNet3D (27-tap 3D convolutions) reaches 3.9 %
+# in bfloat16 and 0.64 % in float16. bfloat16 keeps 8 bits of mantissa
+# (relative rounding 0.4 %), float16 11 bits (0.05 %); the bounds leave
+# room above the largest measured, and a cast that went wrong (float32
+# weights read as another type, a layer left in float32 and fed reduced
+# values the wrong way) is off by far more.
+TOLERANCE = {"bfloat16": 0.06, "float16": 0.01}
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def reconstruction_steps(data, scale, input_planes, preset, output_z, *, transla
         yield start + chunk.size, output.size
     volume = np.concatenate(parts).astype(np.float32)
     z_step = float(output[1] - output[0]) if output.size > 1 else scale[0]
-    label = name or f"Recurrent-MZ ({pathlib_name(preset)})"
+    label = name or f"Recurrent-MZ ({_short_name(preset)})"
     metadata = {"keras_rmz": {"preset": str(preset), "input_planes": planes, "input_z_um": input_z.tolist(),
                               "output_z_um": output.tolist(), "pixel_um": scale[2], "precision": precision}}
     return volume, {"name": label, "scale": (z_step, scale[1], scale[2]),
@@ -102,7 +102,7 @@ def reconstruction_steps(data, scale, input_planes, preset, output_z, *, transla
                     "metadata": metadata}, "image"
 
 
-def pathlib_name(preset):
+def _short_name(preset):
     """A preset's short name: a built-in name, or a folder's last part."""
     return str(preset).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
 
