@@ -318,64 +318,20 @@ def reconstruct_volume(
     extrapolate=False,
     precision="auto",
 ):
-    """Infers the planes at ``output_z`` from M input planes.
+    """Infers the planes at ``output_z`` from M input planes: what
+    ``model.reconstruct`` runs (``ReconstructionModel.reconstruct``, whose
+    docstring and docs/inference.md describe every argument), for any
+    keras_rmz generator or engine model (``keras_rmz.export.engine_model``).
 
     Before any compute (normalization, model call), a model loaded from a
-    preset checks the request against its ``preset_metadata``: the input's
-    pixel size must be known (``pixel_um=`` or a ``Stack``) and is resampled
-    to the preset's when the two differ by more than 2 %; every
+    preset checks the request against its ``preset_metadata``
+    (``check_preset_request``): the input's pixel size must be known and is
+    resampled to the preset's when the two differ by more than 2 %; every
     ``output_z - input_z`` must lie within the trained ``output_range_um``
     widened by 10 % of its width (else ValueError, unless
     ``extrapolate=True``); any other mismatch (input spacing outside 0.5-2x
     the trained one, another M, modality, emission wavelength or NA) gives
-    one ``keras_rmz.OutOfDistributionWarning``. See docs/inference.md.
-
-    Args:
-        model: a keras_rmz generator (``RecurrentMZ``, ``DeepZ``, ...).
-        images: (M, H, W) uint8, uint16 or float: the input planes, in the
-            microscope's units; or a ``keras_rmz.io.Stack`` of them (its
-            ``pixel_um``, its metadata, and its ``z`` unless ``input_z`` is
-            given).
-        input_z: (M,) z of each input plane (µm), any order, any spacing;
-            may be omitted for a Stack.
-        output_z: (K,) or scalar, z of the planes to infer (µm); required.
-        batch_size: output planes per model call, or "auto": as many as
-            hold about 256x256 output pixels on a CPU with TensorFlow (one
-            plane of 256² or more), 256x256x4 with JAX or PyTorch (4 planes
-            of 256², 1 of 512² or more) and 1024x1024x4 on a GPU, at most 8.
-        tile_size: int or None. Planes larger than this are cut into
-            overlapping square tiles of this size, inferred one by one and
-            blended; None picks whole planes up to 1024x1024 pixels and
-            512-pixel tiles beyond. Memory is bounded by
-            ``batch_size * M * tile_size**2``. On an out-of-memory error the
-            tile size is halved and the work retried (down to 32 pixels).
-        tile_overlap: pixels shared by neighbouring tiles, blended with a
-            raised-cosine ramp so no seams show.
-        normalize: "auto" applies the model's recorded normalization (the
-            paper's: background mean as shift, 99th percentile of the
-            foreground as scale, computed from the input planes) and maps the
-            output back to the input's intensity units; a ``Normalization``
-            uses that one; None uses the images as given.
-        verbose: "auto" (a progress bar when the work takes more than one
-            model call), True or False.
-        jit_compile: "auto" (the model's own setting: Keras compiles with
-            XLA on TensorFlow only with a GPU, always with ``jax.jit`` on
-            JAX, never on PyTorch), True (XLA, ``jax.jit`` or
-            ``torch.compile``) or False. Only the prediction compiled for
-            reconstruction changes; the model's own ``fit``/``predict``
-            settings are left as they are.
-        pixel_um: the input's pixel size (µm), overriding a Stack's; needed
-            for an array when the model's preset records a pixel size.
-            Planes are resampled with ``resample_planes`` (scikit-image) to
-            the preset's pixel size, tiled and inferred there, and the
-            output resampled back to exactly (H, W).
-        extrapolate: bool, reconstruct output planes beyond the preset's
-            trained range (with a warning) instead of raising ValueError.
-        precision: "auto", "float32", "bfloat16" or "float16": the type the
-            network computes in (``keras_rmz.precision.with_precision``;
-            weights stay float32). "auto" is ``resolve_precision("auto")``:
-            bfloat16 on TensorFlow on CPUs with Intel AMX, float32 elsewhere
-            (measured: docs/performance.md).
+    one ``keras_rmz.OutOfDistributionWarning``.
 
     Returns:
         float32 array (K, H, W) in the input's intensity units, at the

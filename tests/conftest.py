@@ -52,6 +52,22 @@ BACKEND_INDEPENDENT = (
     "reliability/",
 )
 
+# The longest modules, run first: `.ci/test` spreads the suite over
+# pytest-xdist workers a module (or test class) at a time
+# (``--dist loadscope``), in collection order, so a long module collected
+# last would run alone at the end. Minutes on a 2-core CPU (PyTorch, 2
+# workers): test_docs 20 (two classes), the benchmarks' smoke tests 6,
+# data parallelism 4, export 4, fine-tuning 3.
+LONGEST_FIRST = (
+    "test_docs.py",
+    "test_benchmarks_smoke.py",
+    "training/test_data_parallel.py",
+    "test_export.py",
+    "training/test_finetune.py",
+    "cli/test_train_cli.py",
+    "test_distributed.py",
+)
+
 
 def pytest_collection_modifyitems(config, items):
     run_once_done = os.environ.get("KERAS_RMZ_RUN_ONCE_DONE") == "1"
@@ -67,7 +83,12 @@ def pytest_collection_modifyitems(config, items):
             kept.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+
+    def rank(item):
+        relative = pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
+        return LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items[:] = sorted(kept, key=rank)  # stable: the order within a module is kept
 
 
 @pytest.fixture(autouse=True)

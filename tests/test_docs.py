@@ -15,7 +15,9 @@ How it works:
   commands: lines joined at ``\\``, a ``$ `` prompt marks a transcript (then
   only the prompted lines are commands and the lines after one are its
   output), ``# ...`` comments dropped. ``keras-rmz`` commands of a page run in
-  order in a subprocess (``python -m keras_rmz.cli.main``) in that page's
+  order in this process (``keras_rmz.cli.main.main``; in a subprocess when
+  they set an environment, ``KERAS_BACKEND=jax keras-rmz ...``, except a
+  preset card's recipe, which runs on the backend under test) in that page's
   folder, after ``rewrite_command`` (``COMMAND_REWRITES``: a reviewed table
   shrinking what cannot run at its real size in a test: training budgets,
   simulated stack sizes). A transcript whose output says ``error:`` must
@@ -27,8 +29,8 @@ How it works:
   checked or listed, or the test fails; a table entry that matches nothing
   fails too, so the tables cannot go stale.
 
-Slow (it loads every preset and trains each card's recipe for a few steps
-in subprocesses): it runs once per CI run (``run_once``, see
+Slow (it loads every preset and trains each card's recipe for a few
+steps): it runs once per CI run (``run_once``, see
 tests/conftest.py); the backends' own behaviour is tested elsewhere.
 """
 
@@ -364,8 +366,20 @@ def is_synopsis(text):
 # --- Files the docs name ---------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def _workdir_template(tmp_path_factory):
+    return make_workdir(tmp_path_factory.mktemp("docs_workdir"))
+
+
+@pytest.fixture
+def workdir(_workdir_template, tmp_path):
+    """A copy of ``make_workdir``'s folder, made once per test session
+    (simulating its stacks takes seconds, and every page's tests need them)."""
+    shutil.copytree(_workdir_template, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return tmp_path
+
+
 def make_workdir(folder):
-    """Tiny stacks and a preset under the names the docs use."""
     from keras_rmz.io import Stack, write_stack
     from keras_rmz.simulate import simulate_stack
 
@@ -466,25 +480,29 @@ def _rewrite_python(block, used):
     return text
 
 
-@pytest.mark.parametrize("page", DOC_PAGES)
-def test_python_blocks_run(page, tmp_path):
-    blocks = [block for block in read_blocks(page) if block.language == "python" and not _is_card_copy(block)]
-    if not blocks:
-        pytest.skip(f"{page} has no Python block")
-    make_workdir(tmp_path)
-    namespace = {"__name__": "__doc__", "np": np}
-    used = set()
-    with working_directory(tmp_path), contextlib.redirect_stdout(io.StringIO()):
-        if page in PYTHON_SETUP:
-            exec(compile(PYTHON_SETUP[page], f"PYTHON_SETUP[{page!r}]", "exec"), namespace)
-        for block in blocks:
-            if _not_run_python(block):
-                continue
-            source = _rewrite_python(block, used)
-            try:
-                exec(compile(source, f"{page}:{block.line}", "exec"), namespace)
-            except Exception as error:
-                raise AssertionError(f"the Python block at {page}:{block.line} fails: {error!r}\n{source}") from error
+class TestPythonBlocks:
+    """Each page's Python blocks (a class: a scope of its own for pytest-xdist's
+    ``--dist loadscope``, so the pages' blocks and commands run on two workers)."""
+
+    @pytest.mark.parametrize("page", DOC_PAGES)
+    def test_python_blocks_run(self, page, request):
+        blocks = [block for block in read_blocks(page) if block.language == "python" and not _is_card_copy(block)]
+        if not blocks:
+            pytest.skip(f"{page} has no Python block")
+        folder = request.getfixturevalue("workdir")
+        namespace = {"__name__": "__doc__", "np": np}
+        used = set()
+        with working_directory(folder), contextlib.redirect_stdout(io.StringIO()):
+            if page in PYTHON_SETUP:
+                exec(compile(PYTHON_SETUP[page], f"PYTHON_SETUP[{page!r}]", "exec"), namespace)
+            for block in blocks:
+                if _not_run_python(block):
+                    continue
+                source = _rewrite_python(block, used)
+                try:
+                    exec(compile(source, f"{page}:{block.line}", "exec"), namespace)
+                except Exception as error:
+                    raise AssertionError(f"the Python block at {page}:{block.line} fails: {error!r}\n{source}") from error
 
 
 def test_tables_are_not_stale():
@@ -582,40 +600,50 @@ _RECIPES_RUN = set()
 _RECIPE_COMMAND = re.compile(r"(KERAS_BACKEND=\w+ )?keras-rmz train examples/presets/[\w.]+\.yaml")
 
 
-@pytest.mark.parametrize("page", DOC_PAGES)
-def test_commands_run(page, tmp_path):
-    commands = [c for b in read_blocks(page) if b.language in SHELL_LANGUAGES and not _is_card_copy(b)
-                for c in read_commands(b)]
-    if not commands:
-        pytest.skip(f"{page} has no command")
-    make_workdir(tmp_path)
-    helps, unhandled = {}, []
-    for command in commands:
-        if any(re.fullmatch(pattern, command.text) for pattern in NOT_RUN_COMMANDS):
-            continue
-        env, words = split_environment(_words(command.text))
-        if not words or words[0] != "keras-rmz":
-            unhandled.append(command)
-            continue
-        if is_synopsis(command.text):
-            _check_synopsis(command, tmp_path, helps)
-            continue
-        assert "..." not in words, f"{page}:{command.line}: a placeholder '...' in a command:\n{command.text}"
-        if command.text in _RECIPES_RUN:
-            continue
-        result = _cli(rewrite_command(words[1:]), tmp_path, env)
-        expected = _expected_error(command)
-        where = f"{page}:{command.line}: `{command.text}`"
-        if expected is None:
-            assert result.returncode == 0, f"{where} fails (exit {result.returncode}):\n{result.stderr[-3000:]}"
-            if _RECIPE_COMMAND.fullmatch(command.text):
-                _RECIPES_RUN.add(command.text)
-        else:
-            assert result.returncode == 2, f"{where} should fail with exit code 2; got {result.returncode}"
-            pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))
-            assert re.fullmatch(pattern, result.stderr.strip().splitlines()[-1]), (
-                f"{where} prints\n{result.stderr.strip()}\nwhere the docs say\n{expected}"
-            )
-    assert not unhandled, "commands that are neither run nor listed in NOT_RUN_COMMANDS:\n" + "\n".join(
-        f"{c.page}:{c.line}: {c.text}" for c in unhandled
-    )
+class TestCommands:
+    """Each page's ``keras-rmz`` commands."""
+
+    @pytest.mark.parametrize("page", DOC_PAGES)
+    def test_commands_run(self, page, request):
+        commands = [c for b in read_blocks(page) if b.language in SHELL_LANGUAGES and not _is_card_copy(b)
+                    for c in read_commands(b)]
+        if not commands:
+            pytest.skip(f"{page} has no command")
+        folder = request.getfixturevalue("workdir")
+        helps, unhandled = {}, []
+        for command in commands:
+            if any(re.fullmatch(pattern, command.text) for pattern in NOT_RUN_COMMANDS):
+                continue
+            env, words = split_environment(_words(command.text))
+            if not words or words[0] != "keras-rmz":
+                unhandled.append(command)
+                continue
+            if is_synopsis(command.text):
+                _check_synopsis(command, folder, helps)
+                continue
+            assert "..." not in words, f"{page}:{command.line}: a placeholder '...' in a command:\n{command.text}"
+            if command.text in _RECIPES_RUN:
+                continue
+            if _RECIPE_COMMAND.fullmatch(command.text) and set(env) == {"KERAS_BACKEND"}:
+                # A card's recipe names the backend that trained the preset; the
+                # test checks that the recipe runs, on the backend under test (the
+                # command line's training on each backend is tests/cli/'s job),
+                # in this process: a subprocess costs a backend import and a
+                # compilation per recipe.
+                env = None
+            result = _cli(rewrite_command(words[1:]), folder, env)
+            expected = _expected_error(command)
+            where = f"{page}:{command.line}: `{command.text}`"
+            if expected is None:
+                assert result.returncode == 0, f"{where} fails (exit {result.returncode}):\n{result.stderr[-3000:]}"
+                if _RECIPE_COMMAND.fullmatch(command.text):
+                    _RECIPES_RUN.add(command.text)
+            else:
+                assert result.returncode == 2, f"{where} should fail with exit code 2; got {result.returncode}"
+                pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))
+                assert re.fullmatch(pattern, result.stderr.strip().splitlines()[-1]), (
+                    f"{where} prints\n{result.stderr.strip()}\nwhere the docs say\n{expected}"
+                )
+        assert not unhandled, "commands that are neither run nor listed in NOT_RUN_COMMANDS:\n" + "\n".join(
+            f"{c.page}:{c.line}: {c.text}" for c in unhandled
+        )

@@ -170,10 +170,13 @@ class ReconstructionModel(PresetMixin, keras.Model):
                 TensorFlow, 256x256x4 with JAX or PyTorch, 1024x1024x4 on a
                 GPU; 1 to 8 planes).
             tile_size: None (whole planes up to 1024x1024, 512-pixel tiles
-                beyond) or an int: planes are cut into overlapping tiles of
-                this size and blended; on out-of-memory the tile size is
-                halved and the work retried.
-            tile_overlap: int, pixels shared by neighbouring tiles.
+                beyond) or an int: planes are cut into overlapping square
+                tiles of this size, inferred one by one and blended; memory
+                is bounded by ``batch_size * M * tile_size**2``. On
+                out-of-memory the tile size is halved and the work retried
+                (down to 32 pixels).
+            tile_overlap: int, pixels shared by neighbouring tiles, blended
+                with a raised-cosine ramp so no seams show.
             normalize: "auto" (the model's ``normalization``, the
                 paper's by default, computed from the input planes and
                 inverted on the output, so the volume comes back in the
