@@ -55,9 +55,9 @@ BACKEND_INDEPENDENT = (
 # The longest modules, run first: `.ci/test` spreads the suite over
 # pytest-xdist workers a module (or test class) at a time
 # (``--dist loadscope``), in collection order, so a long module collected
-# last would run alone at the end. Minutes on a 2-core CPU (PyTorch, 2
-# workers): test_docs 20 (two classes), the benchmarks' smoke tests 6,
-# data parallelism 4, export 4, fine-tuning 3.
+# last would run alone at the end. Ordered by their time in a PyTorch run
+# with the run-once tests on 2 workers (`bash .ci/test --durations=40`):
+# test_docs about 12 minutes (two classes), each of the others 3-5.
 LONGEST_FIRST = (
     "test_docs.py",
     "test_benchmarks_smoke.py",

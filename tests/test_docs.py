@@ -16,8 +16,8 @@ How it works:
   only the prompted lines are commands and the lines after one are its
   output), ``# ...`` comments dropped. ``keras-rmz`` commands of a page run in
   order in this process (``keras_rmz.cli.main.main``; in a subprocess when
-  they set an environment, ``KERAS_BACKEND=jax keras-rmz ...``, except a
-  preset card's recipe, which runs on the backend under test) in that page's
+  they set an environment other than ``KERAS_BACKEND=...``: a command that
+  names a backend runs on the backend under test) in that page's
   folder, after ``rewrite_command`` (``COMMAND_REWRITES``: a reviewed table
   shrinking what cannot run at its real size in a test: training budgets,
   simulated stack sizes). A transcript whose output says ``error:`` must
@@ -102,6 +102,10 @@ NOT_RUN_COMMANDS = {
     "tests/cli/test_train_cli.py::test_finetune_example_trains_and_saves_a_preset runs the script on tiny stacks",
     r"keras-rmz presets entry \S+ --hub \S+ --revision <commit>": "needs the commit of a Hub upload (network); "
     "tests/presets/test_cli_presets.py runs `presets entry` with and without --hub",
+    r"KERAS_BACKEND=jax keras-rmz (train examples/train_beads_m3\.yaml|finetune embryo\.ome\.tif "
+    r"--preset recurrent_mz_nuclei_m2 -o my_embryo_preset/) (--set training\.distribution=|--distribution )data_parallel":
+    "tests/training/test_data_parallel.py runs these two commands (tiny) on two JAX devices, where data "
+    "parallelism is more than one device's work",
 }
 
 # --- Rewrites (reviewed): real sizes that cannot run in a test -----------
@@ -592,12 +596,14 @@ def _expected_error(command):
     return lines[0] if lines else None
 
 
-# Training commands of the shipped recipes that have already run (and passed)
-# in this session: the preset cards list every stage of their recipe, so the
-# same `keras-rmz train examples/presets/X.yaml` stands on several cards, and
-# its result does not depend on the page.
-_RECIPES_RUN = set()
+# Commands that have already run (and passed) in this session on another page,
+# whose result does not depend on the page: the shipped recipes (the preset
+# cards list every stage of their recipe, so the same `keras-rmz train
+# examples/presets/X.yaml` stands on several cards) and the export of a
+# built-in preset (docs/cli.md and docs/export.md show the same ones).
+_RUN_ON_ANOTHER_PAGE = set()
 _RECIPE_COMMAND = re.compile(r"(KERAS_BACKEND=\w+ )?keras-rmz train examples/presets/[\w.]+\.yaml")
+_PAGE_INDEPENDENT = re.compile(_RECIPE_COMMAND.pattern + r"|keras-rmz export [a-z0-9_]+ .*")
 
 
 class TestCommands:
@@ -622,22 +628,22 @@ class TestCommands:
                 _check_synopsis(command, folder, helps)
                 continue
             assert "..." not in words, f"{page}:{command.line}: a placeholder '...' in a command:\n{command.text}"
-            if command.text in _RECIPES_RUN:
+            if command.text in _RUN_ON_ANOTHER_PAGE:
                 continue
-            if _RECIPE_COMMAND.fullmatch(command.text) and set(env) == {"KERAS_BACKEND"}:
-                # A card's recipe names the backend that trained the preset; the
-                # test checks that the recipe runs, on the backend under test (the
-                # command line's training on each backend is tests/cli/'s job),
-                # in this process: a subprocess costs a backend import and a
-                # compilation per recipe.
+            if set(env) == {"KERAS_BACKEND"}:
+                # A card's recipe names the backend that trained the preset,
+                # docs/cli.md shows how to pick one: the test checks that the
+                # command runs, on the backend under test (each subcommand on
+                # each backend is tests/cli/'s job), in this process: a
+                # subprocess costs a backend import and a compilation.
                 env = None
             result = _cli(rewrite_command(words[1:]), folder, env)
             expected = _expected_error(command)
             where = f"{page}:{command.line}: `{command.text}`"
             if expected is None:
                 assert result.returncode == 0, f"{where} fails (exit {result.returncode}):\n{result.stderr[-3000:]}"
-                if _RECIPE_COMMAND.fullmatch(command.text):
-                    _RECIPES_RUN.add(command.text)
+                if _PAGE_INDEPENDENT.fullmatch(command.text):
+                    _RUN_ON_ANOTHER_PAGE.add(command.text)
             else:
                 assert result.returncode == 2, f"{where} should fail with exit code 2; got {result.returncode}"
                 pattern = ".*".join(re.escape(part) for part in expected.strip().split("..."))

@@ -101,15 +101,18 @@ def test_finetune_and_train_run_under_data_parallel(tmp_path):
         import pathlib
         from keras_rmz.io import Stack, write_stack
         from keras_rmz.simulate import simulate_stack
-        from keras_rmz.training import finetune
         from keras_rmz.cli.main import main
 
         folder = pathlib.Path({str(tmp_path)!r})
         embryo = simulate_stack("nuclei", shape=(91, 64, 64), seed=5)
         write_stack(folder / "embryo.ome.tif", Stack(embryo.data, embryo.z, embryo.pixel_um))
-        result = finetune([folder / "embryo.ome.tif"], "recurrent_mz_nuclei_m2", folder / "tuned", steps=2,
-                          patch_size=16, batch_size=2, eval_every=2, verbose=0, distribution="data_parallel")
-        print("FINETUNE", result.steps)
+        # The two commands of docs/training.md (tests/test_docs.py leaves
+        # them to this test), tiny; `keras-rmz finetune` calls
+        # finetune(distribution="data_parallel").
+        code = main(["finetune", str(folder / "embryo.ome.tif"), "--preset", "recurrent_mz_nuclei_m2", "-o",
+                     str(folder / "my_embryo_preset"), "--distribution", "data_parallel", "--steps", "2",
+                     "--patch-size", "16", "--batch-size", "2", "--eval-every", "2", "-q"])
+        print("CLI FINETUNE", code, (folder / "my_embryo_preset" / "metadata.json").is_file())
         code = main(["train", "examples/train_beads_m3.yaml", "--output", str(folder / "run"), "-q",
                      "--set", "training.distribution=data_parallel", "--set", "training.steps=2",
                      "--set", "training.steps_per_epoch=2", "--set", "training.checkpoint_every=2",
@@ -123,6 +126,6 @@ def test_finetune_and_train_run_under_data_parallel(tmp_path):
         print("ODD", code)
     """)
     output = _jax_with_two_devices(code)
-    assert "FINETUNE 2" in output
+    assert "CLI FINETUNE 0 True" in output
     assert "TRAIN 0 True" in output
     assert "ODD 2" in output
