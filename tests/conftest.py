@@ -56,8 +56,7 @@ BACKEND_INDEPENDENT = (
 # pytest-xdist workers a module (or test class) at a time
 # (``--dist loadscope``), in collection order, so a long module collected
 # last would run alone at the end. Ordered by their time in a PyTorch run
-# with the run-once tests on 2 workers (`bash .ci/test --durations=40`):
-# test_docs about 12 minutes (two classes), each of the others 3-5.
+# with the run-once tests on 2 workers (`bash .ci/test --durations=40`).
 LONGEST_FIRST = (
     "test_docs.py",
     "test_benchmarks_smoke.py",

@@ -384,6 +384,7 @@ def workdir(_workdir_template, tmp_path):
 
 
 def make_workdir(folder):
+    """Tiny stacks and a preset under the names the docs use."""
     from keras_rmz.io import Stack, write_stack
     from keras_rmz.simulate import simulate_stack
 
