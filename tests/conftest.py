@@ -68,11 +68,15 @@ LONGEST_FIRST = (
 )
 
 
+def _relative(item):
+    return pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
+
+
 def pytest_collection_modifyitems(config, items):
     run_once_done = os.environ.get("KERAS_RMZ_RUN_ONCE_DONE") == "1"
     kept, deselected = [], []
     for item in items:
-        relative = pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
+        relative = _relative(item)
         if relative.startswith(BACKEND_INDEPENDENT):
             item.add_marker(pytest.mark.backend_independent)
         once = any(item.get_closest_marker(name) for name in ("backend_independent", "cross_backend", "run_once"))
@@ -84,7 +88,7 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=deselected)
 
     def rank(item):
-        relative = pathlib.Path(str(item.path)).resolve().relative_to(TESTS).as_posix()
+        relative = _relative(item)
         return LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items[:] = sorted(kept, key=rank)  # stable: the order within a module is kept

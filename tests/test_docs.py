@@ -527,10 +527,14 @@ def test_tables_are_not_stale():
 
 
 def _cli(words, cwd, env=None, timeout=600):
-    """Runs ``keras-rmz WORDS`` in ``cwd``, offline. A command with its own
-    environment (``KERAS_BACKEND=jax keras-rmz ...``) runs in a subprocess;
-    the others run in this process (``keras_rmz.cli.main.main``), which
-    saves the seconds of importing the backend for every command."""
+    """Runs ``keras-rmz WORDS`` in ``cwd``, offline, in this process
+    (``keras_rmz.cli.main.main``), which saves the seconds of importing the
+    backend for every command; in a subprocess when ``env`` sets a variable
+    other than ``KERAS_BACKEND``. A command that names a backend (a card's
+    recipe names the one that trained the preset, docs/cli.md shows how to
+    pick one) runs on the backend under test: the test checks that the
+    command runs, and each subcommand on each backend is tests/cli/'s job."""
+    env = {key: value for key, value in (env or {}).items() if key != "KERAS_BACKEND"}
     if env:
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
         return subprocess.run([sys.executable, "-m", "keras_rmz.cli.main", *words], cwd=cwd, env=full_env,
@@ -631,13 +635,6 @@ class TestCommands:
             assert "..." not in words, f"{page}:{command.line}: a placeholder '...' in a command:\n{command.text}"
             if command.text in _RUN_ON_ANOTHER_PAGE:
                 continue
-            if set(env) == {"KERAS_BACKEND"}:
-                # A card's recipe names the backend that trained the preset,
-                # docs/cli.md shows how to pick one: the test checks that the
-                # command runs, on the backend under test (each subcommand on
-                # each backend is tests/cli/'s job), in this process: a
-                # subprocess costs a backend import and a compilation.
-                env = None
             result = _cli(rewrite_command(words[1:]), folder, env)
             expected = _expected_error(command)
             where = f"{page}:{command.line}: `{command.text}`"
