@@ -119,6 +119,14 @@ def test_no_import_runs_upward(graph):
     assert not upward, "imports that run upward: " + ", ".join(f"{s} -> {t}" for s, t in upward)
 
 
+def test_each_command_module_stays_small():
+    # cli/ parses arguments and calls the library (docs/architecture.md); a
+    # module that grows past this has library work to move out.
+    long = {path.name: n for path in (PACKAGE / "cli").glob("*.py")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 260}
+    assert not long, f"cli modules over 260 lines: {long}"
+
+
 def test_the_package_root_imports_only_its_version_and_the_models(graph):
     # keras_rmz.models registers each model's presets; it loads no class.
     assert graph["keras_rmz"] == {"keras_rmz.version", "keras_rmz.models"}

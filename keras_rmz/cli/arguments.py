@@ -57,6 +57,11 @@ def add_precision_argument(parser, what="the network computes"):
     )
 
 
+def plane_index(text):
+    """A 0-based plane index (the range is checked against the stack)."""
+    return _number(text, convert=int, accepted="a plane index (an integer)", is_valid=lambda v: True)
+
+
 def non_negative_int(text):
     return _number(text, convert=int, accepted="an integer >= 0", is_valid=lambda v: v >= 0)
 

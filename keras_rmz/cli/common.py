@@ -1,7 +1,11 @@
 """Helpers the ``keras-rmz`` subcommands share: reading a stack with sizes
-given at the command line, and output paths."""
+given at the command line, output paths, and the preset's guards."""
 
 import pathlib
+import sys
+
+# What keras-rmz reconstruct reads and writes: TIFF / OME-TIFF, OME-Zarr.
+STACK_SUFFIXES = (".tif", ".tiff", ".zarr")
 
 
 def read_input_stack(
@@ -52,3 +56,21 @@ def check_output_path(path, suffixes, what, overwrite=False):
         raise FileExistsError(f"{what} {str(path)!r} exists; pass --overwrite to replace it")
     check_writable(path, what)
     return path
+
+
+def check_preset_request(args, stack, input_z, output_z):
+    """The preset's guards, from its verified metadata.json, before the model
+    is loaded (an unknown name, a missing folder or a damaged file is
+    reported before a backend starts): refuses output planes beyond its
+    trained range without --extrapolate, prints one warning naming every
+    other mismatch, and returns the mismatches."""
+    from keras_rmz import out_of_distribution as ood
+    from keras_rmz.presets import read_preset_metadata
+
+    mismatches = ood.check_request(
+        read_preset_metadata(args.preset), input_z=input_z, output_z=output_z, pixel_um=stack.pixel_um,
+        stack_metadata=stack.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,
+    )
+    if mismatches:
+        print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
+    return mismatches

@@ -15,12 +15,10 @@ import sys
 
 import numpy as np
 
-from keras_rmz.cli.arguments import add_batch_size_argument, add_precision_argument
-from keras_rmz.cli.arguments import finite_um as _float
-from keras_rmz.cli.arguments import positive_int as _positive_int
-from keras_rmz.cli.arguments import parse_output_z, select_input_planes
-from keras_rmz.cli.arguments import positive_um as _positive_float
-from keras_rmz.cli.common import check_output_path, read_input_stack
+from keras_rmz.cli.arguments import (add_batch_size_argument, add_precision_argument, finite_um, parse_output_z,
+                                     plane_index, positive_int, positive_um, select_input_planes)
+from keras_rmz.cli.common import STACK_SUFFIXES, check_output_path, check_preset_request, read_input_stack
+
 HELP = "infer a volume at any z from a few planes of a stack (Recurrent-MZ)"
 
 DESCRIPTION = """\
@@ -53,20 +51,6 @@ examples:
       --input-planes 10 45 80 --output-z 0:18:0.2 --preset ./my_preset \\
       -o recon.ome.tif --figure recon.png"""
 
-_STACK_SUFFIXES = (".tif", ".tiff", ".zarr")
-
-
-# --------------------------------------------------------------------------
-# The subcommand.
-# --------------------------------------------------------------------------
-
-
-def _index(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a plane index (an integer); got {text!r}") from None
-
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -84,21 +68,21 @@ def add_parser(subparsers):
     planes.add_argument(
         "--input-z",
         nargs="+",
-        type=_float,
+        type=finite_um,
         metavar="Z",
         help="z (µm) of each input plane; the nearest plane within half a z step is used",
     )
     planes.add_argument(
-        "--input-planes", nargs="+", type=_index, metavar="I", help="0-based index of each input plane"
+        "--input-planes", nargs="+", type=plane_index, metavar="I", help="0-based index of each input plane"
     )
     source.add_argument(
-        "--z-step", type=_positive_float, metavar="UM", help="z spacing (µm), used if STACK does not record it"
+        "--z-step", type=positive_um, metavar="UM", help="z spacing (µm), used if STACK does not record it"
     )
     source.add_argument(
         "--pixel-um",
         "--pixel-size",
         dest="pixel_um",
-        type=_positive_float,
+        type=positive_um,
         metavar="UM",
         help="pixel size (µm), used if STACK does not record it (--pixel-size is an alias). Planes whose pixel "
         "size differs from the preset's by more than 2%% are resampled to it, and the volume back",
@@ -136,7 +120,7 @@ def add_parser(subparsers):
     inference = parser.add_argument_group("inference")
     inference.add_argument(
         "--tile-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="infer in overlapping N x N tiles, blended (default: whole planes up to 1024x1024, else 512); "
         "halved automatically on out-of-memory errors",
@@ -189,7 +173,7 @@ def run(args):
     from keras_rmz.io import write_stack
     from keras_rmz.io.omezarr import is_zarr, require_zarr
     from keras_rmz.io.stack import is_lazy
-    from keras_rmz.presets import load_preset, read_preset_metadata
+    from keras_rmz.presets import load_preset
 
     # Everything that can be checked cheaply is checked before the model runs.
     stack_path, output_path = pathlib.Path(args.stack), pathlib.Path(args.output)
@@ -202,24 +186,20 @@ def run(args):
         except ValueError:
             raise ValueError(f"--time takes a time point T or a range START:STOP[:STEP]; got {args.time!r}") from None
     if time_range or args.scheduler:
-        return _run_timelapse(args, output_path)
+        from keras_rmz.cli.timelapse import run_timelapse
+
+        return run_timelapse(args, output_path)
     if args.halo is not None:
         raise ValueError("--halo applies to a --time range or --scheduler only")
-    output_path = check_output_path(args.output, _STACK_SUFFIXES, "--output", args.overwrite)
+    output_path = check_output_path(args.output, STACK_SUFFIXES, "--output", args.overwrite)
     if is_zarr(output_path):
         require_zarr()
     figure_path = check_output_path(args.figure, (".png",), "--figure", args.overwrite) if args.figure else None
     if figure_path is not None and figure_path.resolve() == output_path.resolve():
         raise ValueError("--figure and --output name the same file")
     output_z = parse_output_z(args.output_z)
-    stack = read_input_stack(
-        args.stack,
-        z_step_um=args.z_step,
-        pixel_um=args.pixel_um,
-        channel=args.channel,
-        time=args.time,
-        pixel_option="--pixel-um (or --pixel-size)",
-    )
+    stack = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_um, channel=args.channel,
+                             time=args.time, pixel_option="--pixel-um (or --pixel-size)")
     indices = select_input_planes(stack, input_z=args.input_z, input_planes=args.input_planes)
     input_z = stack.z[indices]
     if not np.all(np.isfinite(np.asarray(stack.data[indices]))):
@@ -234,38 +214,24 @@ def run(args):
         print(f"keras-rmz reconstruct: warning: STACK holds {bad} NaN or inf values outside the input planes; they "
               "are not used (a --figure draws the measured planes without them)", file=sys.stderr)
 
-    # The preset's guards, from its metadata.json, before the model is loaded.
-    from keras_rmz import out_of_distribution as ood
-
-    # Verified metadata without building the model: an unknown name, a
-    # missing folder or a damaged file is reported before a backend starts.
-    preset_metadata = read_preset_metadata(args.preset)
-    mismatches = ood.check_request(
-        preset_metadata, input_z=input_z, output_z=output_z, pixel_um=stack.pixel_um,
-        stack_metadata=stack.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,
-    )
-    if mismatches:
-        print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
+    mismatches = check_preset_request(args, stack, input_z, output_z)
 
     # Imported only now: a mistake in the arguments is reported before a
     # deep-learning backend is started.
     import warnings
 
     from keras_rmz.inference import reconstruct_stack
+    from keras_rmz.out_of_distribution import OutOfDistributionWarning
 
-    if args.engine != "keras":
-        from keras_rmz.export import check_engine_precision, require
+    from keras_rmz.export import check_engine_precision, engine_model, require
 
+    if args.engine != "keras":  # before the model is loaded
         check_engine_precision(args.engine, args.precision)
         require(args.engine)
         require("export")
-    model = load_preset(args.preset)
-    if args.engine != "keras":
-        from keras_rmz.export import engine_model
-
-        model = engine_model(model, args.engine, num_inputs=len(indices))
+    model = engine_model(load_preset(args.preset), args.engine, num_inputs=len(indices))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
+        warnings.simplefilter("ignore", OutOfDistributionWarning)  # reported above
         result = reconstruct_stack(
             model, stack, indices, output_z,
             normalize=None if args.no_normalize else "stack" if args.normalize_from_stack else "inputs",
@@ -281,79 +247,11 @@ def run(args):
 
         reconstruction_side_views(stack, result, figure_path)
     if not args.quiet:
-        print(
-            f"wrote {output_path}: {result.data.shape[0]} planes of {result.data.shape[1]}x{result.data.shape[2]} px, "
-            f"z = {output_z.min():g}..{output_z.max():g} µm, from {len(indices)} input planes at z = "
-            + ", ".join(f"{z:g}" for z in input_z)
-            + " µm"
-            + (f" (resampled from {stack.pixel_um:g} to the preset's {resampled_to:g} µm pixels and back)"
-               if resampled_to else "")
-            + (f"; figure {figure_path}" if figure_path is not None else ""),
-            file=sys.stdout,
-        )
+        resampled = (f" (resampled from {stack.pixel_um:g} to the preset's {resampled_to:g} µm pixels and back)"
+                     if resampled_to else "")
+        print(f"wrote {output_path}: {result.data.shape[0]} planes of {result.data.shape[1]}x{result.data.shape[2]} "
+              f"px, z = {output_z.min():g}..{output_z.max():g} µm, from {len(indices)} input planes at z = "
+              + ", ".join(f"{z:g}" for z in input_z) + f" µm{resampled}"
+              + (f"; figure {figure_path}" if figure_path is not None else ""))
     return 0
 
-
-def _run_timelapse(args, output_path):
-    """--time START:STOP or --scheduler: every time point, chunk by chunk,
-    into an OME-Zarr store (keras_rmz.distributed)."""
-    from keras_rmz.distributed import PROGRESS_FOLDER, _scheduler
-    from keras_rmz.io.omezarr import is_zarr, require_zarr
-    from keras_rmz.io.timelapse import count_time_points, parse_times, read_timelapse
-    from keras_rmz.presets import read_preset_metadata
-
-    if not is_zarr(output_path):
-        raise ValueError(f"a --time range or --scheduler writes an OME-Zarr store: give -o NAME.ome.zarr; got "
-                         f"{str(output_path)!r}")
-    for option, given in (("--figure", args.figure), ("--normalize-from-stack", args.normalize_from_stack),
-                          ("--engine", args.engine != "keras")):
-        if given:
-            raise ValueError(f"{option} is not available with a --time range or --scheduler")
-    require_zarr()
-    _scheduler(args.scheduler)  # a bad --scheduler is reported now
-    if args.tile_size is not None and args.tile_size % 32:
-        raise ValueError(f"--tile-size must be a multiple of 32 with a --time range or --scheduler; got "
-                         f"{args.tile_size}")
-    if args.halo is not None and (args.halo < 0 or args.halo % 32):
-        raise ValueError(f"--halo must be a multiple of 32 (>= 0); got {args.halo}")
-    unfinished = output_path.is_dir() and (output_path / PROGRESS_FOLDER).is_dir()
-    check_output_path(output_path, _STACK_SUFFIXES, "--output", args.overwrite or unfinished)
-    output_z = parse_output_z(args.output_z)
-    count = count_time_points(args.stack)
-    try:
-        times = parse_times(args.time, count)
-    except ValueError as error:
-        raise ValueError(f"--time: {error}") from None
-    first = read_input_stack(args.stack, z_step_um=args.z_step, pixel_um=args.pixel_um, channel=args.channel,
-                             time=times[0] if count > 1 else None,
-                             pixel_option="--pixel-um (or --pixel-size)")
-    indices = select_input_planes(first, input_z=args.input_z, input_planes=args.input_planes)
-    movie = read_timelapse(args.stack, times=times, channel=args.channel, z_um=first.z, pixel_um=first.pixel_um)
-
-    from keras_rmz import out_of_distribution as ood
-
-    mismatches = ood.check_request(
-        read_preset_metadata(args.preset), input_z=first.z[indices], output_z=output_z, pixel_um=first.pixel_um,
-        stack_metadata=first.metadata, extrapolate=args.extrapolate, options=ood.CLI_OPTIONS,
-    )
-    if mismatches:
-        print(f"keras-rmz reconstruct: warning: {ood.warning_message(mismatches, str(args.preset))}", file=sys.stderr)
-
-    import warnings
-
-    from keras_rmz.distributed import DEFAULT_HALO, DEFAULT_TILE, reconstruct_timelapse
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ood.OutOfDistributionWarning)  # reported above
-        reconstruct_timelapse(
-            args.preset, movie, indices, output_z, output_path, scheduler=args.scheduler,
-            tile=args.tile_size or DEFAULT_TILE, halo=DEFAULT_HALO if args.halo is None else args.halo,
-            normalize=not args.no_normalize, precision=args.precision,
-            batch_size=args.batch_size, extrapolate=args.extrapolate, overwrite=args.overwrite,
-            verbose=not args.quiet,
-        )
-    if not args.quiet:
-        print(f"wrote {output_path}: {len(times)} time points x {output_z.size} planes of {first.shape[1]}x"
-              f"{first.shape[2]} px, z = {output_z.min():g}..{output_z.max():g} µm, from the input planes "
-              f"{indices} of each time point")
-    return 0
