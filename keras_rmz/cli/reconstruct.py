@@ -220,10 +220,9 @@ def run(args):
     # deep-learning backend is started.
     import warnings
 
+    from keras_rmz.export import check_engine_precision, engine_model, require
     from keras_rmz.inference import reconstruct_stack
     from keras_rmz.out_of_distribution import OutOfDistributionWarning
-
-    from keras_rmz.export import check_engine_precision, engine_model, require
 
     if args.engine != "keras":  # before the model is loaded
         check_engine_precision(args.engine, args.precision)
